@@ -1,0 +1,131 @@
+"""Config keys of da-detect, added to detectron2's defaults by :func:`add_da_config`.
+
+The total training loss is the paper's Eq. (8)::
+
+    L = L_det + MODEL.DA.LOSS_WEIGHT * (w_img * L_img + w_ins * L_ins + w_cst * L_cst)
+
+with ``w_*`` the per-part ``LOSS_WEIGHT`` below (1.0 reproduces the paper) and each part switched
+on or off by its ``ENABLED`` key, so the paper's ablation is four configs.
+"""
+import difflib
+import os
+
+from detectron2.config import CfgNode as CN
+from detectron2.config import get_cfg
+from detectron2.data import DatasetCatalog
+
+GRL_SCHEDULES = ("constant", "dann")
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message names the file, key or dataset at fault."""
+
+
+def add_da_config(cfg):
+    """Add da-detect's keys (with their defaults) to a detectron2 config, in place."""
+    # Unlabeled target-domain training data, drawn beside DATASETS.TRAIN at every step.
+    cfg.DATASETS.TARGET_TRAIN = ()
+    # Target images per step, over all processes; -1: the same as SOLVER.IMS_PER_BATCH.
+    cfg.SOLVER.TARGET_IMS_PER_BATCH = -1
+
+    cfg.MODEL.DA = CN()
+    cfg.MODEL.DA.LOSS_WEIGHT = 0.1  # lambda of Eq. (8)
+    # Gradient reversal: each classifier's GRL_LAMBDA, constant or ramped by the DANN schedule
+    # 2 / (1 + exp(-GRL_GAMMA * p)) - 1 over training progress p in [0, 1].
+    cfg.MODEL.DA.GRL_SCHEDULE = "constant"
+    cfg.MODEL.DA.GRL_GAMMA = 10.0
+
+    cfg.MODEL.DA.IMAGE = CN()
+    cfg.MODEL.DA.IMAGE.ENABLED = True
+    cfg.MODEL.DA.IMAGE.LOSS_WEIGHT = 1.0
+    cfg.MODEL.DA.IMAGE.GRL_LAMBDA = 1.0
+    # Backbone features to classify; empty: the ones the RPN reads (res4 for C4, p2-p6 for FPN).
+    cfg.MODEL.DA.IMAGE.IN_FEATURES = []
+    # FPN: one classifier shared by every level (True) or one per level (False).
+    cfg.MODEL.DA.IMAGE.SHARED = True
+    cfg.MODEL.DA.IMAGE.HIDDEN_CHANNELS = 512
+
+    cfg.MODEL.DA.INSTANCE = CN()
+    cfg.MODEL.DA.INSTANCE.ENABLED = True
+    cfg.MODEL.DA.INSTANCE.LOSS_WEIGHT = 1.0
+    cfg.MODEL.DA.INSTANCE.GRL_LAMBDA = 1.0
+    cfg.MODEL.DA.INSTANCE.HIDDEN_DIM = 1024
+    cfg.MODEL.DA.INSTANCE.DROPOUT = 0.5
+    # RPN proposals per target image given to the instance classifier;
+    # -1: the same as MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE.
+    cfg.MODEL.DA.INSTANCE.TARGET_PROPOSALS = -1
+
+    cfg.MODEL.DA.CONSISTENCY = CN()
+    cfg.MODEL.DA.CONSISTENCY.ENABLED = True
+    cfg.MODEL.DA.CONSISTENCY.LOSS_WEIGHT = 1.0
+
+
+def check_da_config(cfg):
+    """Raise ValueError naming the key if a da-detect value is out of range."""
+    da = cfg.MODEL.DA
+
+    def require(ok, key, value, what):
+        if not ok:
+            raise ValueError(f"{key} = {value!r}: {what}")
+
+    require(da.LOSS_WEIGHT >= 0, "MODEL.DA.LOSS_WEIGHT", da.LOSS_WEIGHT, "must be >= 0")
+    require(da.GRL_SCHEDULE in GRL_SCHEDULES, "MODEL.DA.GRL_SCHEDULE", da.GRL_SCHEDULE,
+            f"must be one of {GRL_SCHEDULES}")
+    require(da.GRL_GAMMA > 0, "MODEL.DA.GRL_GAMMA", da.GRL_GAMMA, "must be > 0")
+    for part in ("IMAGE", "INSTANCE", "CONSISTENCY"):
+        weight = da[part].LOSS_WEIGHT
+        require(weight >= 0, f"MODEL.DA.{part}.LOSS_WEIGHT", weight, "must be >= 0")
+    for part in ("IMAGE", "INSTANCE"):
+        lam = da[part].GRL_LAMBDA
+        require(lam >= 0, f"MODEL.DA.{part}.GRL_LAMBDA", lam, "must be >= 0")
+    require(da.INSTANCE.DROPOUT >= 0 and da.INSTANCE.DROPOUT < 1, "MODEL.DA.INSTANCE.DROPOUT",
+            da.INSTANCE.DROPOUT, "must be in [0, 1)")
+    require(da.INSTANCE.TARGET_PROPOSALS == -1 or da.INSTANCE.TARGET_PROPOSALS > 0,
+            "MODEL.DA.INSTANCE.TARGET_PROPOSALS", da.INSTANCE.TARGET_PROPOSALS, "must be > 0 or -1")
+    require(cfg.SOLVER.TARGET_IMS_PER_BATCH == -1 or cfg.SOLVER.TARGET_IMS_PER_BATCH > 0,
+            "SOLVER.TARGET_IMS_PER_BATCH", cfg.SOLVER.TARGET_IMS_PER_BATCH,
+            "must be > 0 (or -1 for SOLVER.IMS_PER_BATCH) when adapting")
+    if da.CONSISTENCY.ENABLED:
+        require(da.IMAGE.ENABLED and da.INSTANCE.ENABLED, "MODEL.DA.CONSISTENCY.ENABLED", True,
+                "needs MODEL.DA.IMAGE.ENABLED and MODEL.DA.INSTANCE.ENABLED")
+
+
+def check_dataset_names(cfg):
+    """Raise ConfigError for a dataset name that no loader registered."""
+    registered = DatasetCatalog.list()
+    for key in ("DATASETS.TRAIN", "DATASETS.TARGET_TRAIN", "DATASETS.TEST"):
+        for name in cfg.DATASETS[key.split(".")[1]]:
+            if name not in registered:
+                close = difflib.get_close_matches(name, registered, n=3)
+                hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+                raise ConfigError(f"{key}: unknown dataset name {name!r}{hint}")
+
+
+def load_config(config_file, opts=()):
+    """detectron2's defaults + da-detect's keys, then ``config_file``, then ``KEY VALUE`` opts.
+
+    Raises ConfigError naming the file or key for a missing file, an unknown key, a value out of
+    range or an unknown dataset.
+    """
+    if not os.path.isfile(config_file):
+        raise ConfigError(f"config file not found: {config_file}")
+    cfg = get_cfg()
+    add_da_config(cfg)
+    try:
+        cfg.merge_from_file(config_file)
+    except (KeyError, ValueError, AssertionError, OSError) as e:
+        raise ConfigError(f"{config_file}: {_message(e)}") from e
+    try:
+        cfg.merge_from_list(list(opts))
+    except (KeyError, ValueError, AssertionError) as e:
+        raise ConfigError(f"command-line override: {_message(e)}") from e
+    try:
+        check_da_config(cfg)
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
+    check_dataset_names(cfg)
+    return cfg
+
+
+def _message(error):
+    return error.args[0] if isinstance(error, KeyError) and error.args else str(error)

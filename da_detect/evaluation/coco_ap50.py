@@ -1,0 +1,44 @@
+"""COCO-style box evaluation that also reports AP at IoU 0.5 for every class."""
+import itertools
+import logging
+
+import numpy as np
+from detectron2.evaluation import COCOEvaluator
+from tabulate import tabulate
+
+from .. import compat
+
+logger = logging.getLogger(__name__)
+
+
+class COCOAP50Evaluator(COCOEvaluator):
+    """detectron2's :class:`COCOEvaluator` on boxes, plus ``AP50-<class>`` for every class.
+
+    Results (``evaluate()["bbox"]``) hold COCO's AP, AP50, AP75, APs/m/l and per-class AP, and
+    per-class AP50 read from the same precision array (IoU = 0.5, all areas, 100 detections).
+    Uses pycocotools' evaluator when detectron2 was installed without its C++ extension.
+    """
+
+    def __init__(self, dataset_name, output_dir=None, distributed=True):
+        super().__init__(dataset_name, tasks=("bbox",), distributed=distributed,
+                         output_dir=output_dir, use_fast_impl=compat.HAS_C_EXTENSION)
+
+    def _derive_coco_results(self, coco_eval, iou_type, class_names=None):
+        results = super()._derive_coco_results(coco_eval, iou_type, class_names)
+        if coco_eval is None or not class_names:
+            return results
+        precision = coco_eval.eval["precision"]  # (iou, recall, class, area, max_dets)
+        assert coco_eval.params.iouThrs[0] == 0.5 and len(class_names) == precision.shape[2]
+        ap50 = {}
+        for k, name in enumerate(class_names):
+            p = precision[0, :, k, 0, -1]
+            p = p[p > -1]
+            ap50[name] = float(np.mean(p) * 100) if p.size else float("nan")
+        cells = list(itertools.chain(*ap50.items()))
+        n_cols = min(6, len(cells))
+        table = tabulate(list(itertools.zip_longest(*[cells[i::n_cols] for i in range(n_cols)])),
+                         tablefmt="pipe", floatfmt=".3f",
+                         headers=["category", "AP50"] * (n_cols // 2), numalign="left")
+        logger.info(f"Per-category {iou_type} AP50:\n" + table)
+        results.update({f"AP50-{name}": value for name, value in ap50.items()})
+        return results

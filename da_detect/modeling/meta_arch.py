@@ -1,0 +1,213 @@
+"""Domain Adaptive Faster R-CNN (Chen et al., CVPR 2018) as a detectron2 meta-architecture."""
+import torch
+from detectron2.config import configurable
+from detectron2.modeling import META_ARCH_REGISTRY, GeneralizedRCNN
+from detectron2.structures import ImageList
+from detectron2.utils.events import get_event_storage
+from torch import nn
+
+from .consistency import consistency_loss
+from .gradient_reversal import grl_lambda, reverse_gradient, scale_gradient
+from .image_domain_classifier import (
+    ImageDomainClassifier,
+    image_domain_loss,
+    image_domain_probability,
+    valid_location_mask,
+)
+from .instance_domain_classifier import InstanceDomainClassifier, instance_domain_loss
+
+SOURCE, TARGET = 0, 1
+
+
+@META_ARCH_REGISTRY.register()
+class DomainAdaptiveRCNN(GeneralizedRCNN):
+    """Faster R-CNN with image-level and instance-level domain classifiers behind gradient
+    reversal, and the consistency regularizer between them.
+
+    Training inputs are detectron2's batched inputs, each with ``"domain"``: 0 (source, labeled,
+    the default when absent) or 1 (target, unlabeled: its ``"instances"``, if any, are never read).
+    One backbone pass covers source and target images; detection losses come from source images
+    only; the domain losses (Eq. 4, 5, 7) come from both and are weighted as in Eq. (8).
+
+    Inference is :class:`GeneralizedRCNN`'s, untouched: the domain classifiers cost nothing at
+    test time and the weights load into a plain ``GeneralizedRCNN``.
+    """
+
+    @configurable
+    def __init__(self, *, image_classifiers, image_in_features, instance_classifier,
+                 consistency, da_loss_weight, part_loss_weights, grl_lambdas, grl_schedule,
+                 grl_gamma, target_proposals, **kwargs):
+        """
+        Args:
+            image_classifiers (nn.ModuleDict or None): feature name -> ImageDomainClassifier
+                (the same module under every name when shared).
+            image_in_features (list[str]): backbone features D_img classifies.
+            instance_classifier (InstanceDomainClassifier or None).
+            consistency (bool): add the consistency regularizer L_cst.
+            da_loss_weight (float): lambda of Eq. (8).
+            part_loss_weights (dict): "image", "instance", "consistency" -> weight inside Eq. (8).
+            grl_lambdas (dict): "image", "instance" -> base GRL coefficient.
+            grl_schedule (str), grl_gamma (float): see :func:`grl_lambda`.
+            target_proposals (int): RPN proposals per target image given to D_ins.
+            kwargs: GeneralizedRCNN's arguments.
+        """
+        super().__init__(**kwargs)
+        self.image_classifiers = image_classifiers
+        self.image_in_features = image_in_features
+        self.instance_classifier = instance_classifier
+        self.consistency = consistency
+        self.da_loss_weight = da_loss_weight
+        self.part_loss_weights = part_loss_weights
+        self.grl_lambdas = grl_lambdas
+        self.grl_schedule = grl_schedule
+        self.grl_gamma = grl_gamma
+        self.target_proposals = target_proposals
+        self.training_progress = 0.0  # in [0, 1], set by the trainer for the GRL schedule
+        self._strides = {k: v.stride for k, v in self.backbone.output_shape().items()}
+
+    @classmethod
+    def from_config(cls, cfg):
+        ret = super().from_config(cfg)
+        da = cfg.MODEL.DA
+        shapes = ret["backbone"].output_shape()
+        in_features = list(da.IMAGE.IN_FEATURES) or list(cfg.MODEL.RPN.IN_FEATURES)
+        unknown = [f for f in in_features if f not in shapes]
+        if unknown:
+            raise ValueError(f"MODEL.DA.IMAGE.IN_FEATURES: {unknown} not among the backbone's "
+                             f"outputs {sorted(shapes)}")
+        image_classifiers = None
+        if da.IMAGE.ENABLED:
+            def make(f):
+                return ImageDomainClassifier(shapes[f].channels, da.IMAGE.HIDDEN_CHANNELS)
+
+            if da.IMAGE.SHARED:
+                channels = {shapes[f].channels for f in in_features}
+                if len(channels) != 1:
+                    raise ValueError("MODEL.DA.IMAGE.SHARED needs features of one channel count, "
+                                     f"got {channels}: set it to False")
+                shared = make(in_features[0])
+                image_classifiers = nn.ModuleDict({f: shared for f in in_features})
+            else:
+                image_classifiers = nn.ModuleDict({f: make(f) for f in in_features})
+        instance_classifier = None
+        if da.INSTANCE.ENABLED:
+            if not hasattr(ret["roi_heads"], "box_features"):
+                raise ValueError(f"MODEL.ROI_HEADS.NAME = {cfg.MODEL.ROI_HEADS.NAME}: instance-level"
+                                 " adaptation needs DomainAdaptiveStandardROIHeads (FPN) or "
+                                 "DomainAdaptiveRes5ROIHeads (C4)")
+            instance_classifier = InstanceDomainClassifier(
+                ret["roi_heads"].box_feature_dim, da.INSTANCE.HIDDEN_DIM, da.INSTANCE.DROPOUT)
+        target_proposals = da.INSTANCE.TARGET_PROPOSALS
+        ret.update(
+            image_classifiers=image_classifiers,
+            image_in_features=in_features,
+            instance_classifier=instance_classifier,
+            consistency=da.CONSISTENCY.ENABLED,
+            da_loss_weight=da.LOSS_WEIGHT,
+            part_loss_weights={"image": da.IMAGE.LOSS_WEIGHT, "instance": da.INSTANCE.LOSS_WEIGHT,
+                               "consistency": da.CONSISTENCY.LOSS_WEIGHT},
+            grl_lambdas={"image": da.IMAGE.GRL_LAMBDA, "instance": da.INSTANCE.GRL_LAMBDA},
+            grl_schedule=da.GRL_SCHEDULE,
+            grl_gamma=da.GRL_GAMMA,
+            target_proposals=(cfg.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE if target_proposals == -1
+                              else target_proposals),
+        )
+        return ret
+
+    @property
+    def adapts(self):
+        """Whether any domain classifier is on (all off: plain Faster R-CNN on source images)."""
+        return self.image_classifiers is not None or self.instance_classifier is not None
+
+    def set_training_progress(self, progress):
+        self.training_progress = float(progress)
+
+    def forward(self, batched_inputs):
+        if not self.training:
+            return self.inference(batched_inputs)
+        source = [x for x in batched_inputs if x.get("domain", SOURCE) == SOURCE]
+        target = [x for x in batched_inputs if x.get("domain", SOURCE) == TARGET]
+        if not source:
+            raise ValueError("a training batch needs at least one labeled source image")
+        if not self.adapts or not target:
+            return super().forward(source)
+
+        images = self.preprocess_image(source + target)
+        features = self.backbone(images.tensor)
+        n = len(source)
+        src_images = ImageList(images.tensor[:n], images.image_sizes[:n])
+        src_features = {k: v[:n] for k, v in features.items()}
+        gt_instances = [x["instances"].to(self.device) for x in source]
+
+        proposals, losses = self.proposal_generator(src_images, src_features, gt_instances)
+        box_losses, src_box_features, src_rois = self.roi_heads.forward_with_box_features(
+            src_features, proposals, gt_instances)
+        losses.update(box_losses)
+        losses.update(self.domain_losses(images, features, n, src_box_features, src_rois))
+        return losses
+
+    def domain_losses(self, images, features, num_source, src_box_features, src_rois):
+        """L_img, L_ins and L_cst (Eq. 4, 5, 7), each times lambda and its part weight (Eq. 8).
+
+        Images ``[:num_source]`` are source, the rest target. D_ins sees, for source images, the
+        regions the ROI heads sampled for training (the ones the detection loss is taken on); for
+        target images, which have no labels to sample with, the ``target_proposals`` top-scoring
+        RPN proposals as the RPN makes them at test time (the regions the detector classifies
+        there).
+        """
+        storage = get_event_storage()
+        num_images = len(images)
+        domain = torch.zeros(num_images, device=self.device)
+        domain[num_source:] = 1.0
+        lambdas = {part: grl_lambda(base, self.grl_schedule, self.training_progress,
+                                    self.grl_gamma) for part, base in self.grl_lambdas.items()}
+        weight = {part: self.da_loss_weight * w for part, w in self.part_loss_weights.items()}
+        losses = {}
+
+        if self.image_classifiers is not None:
+            maps = [features[f] for f in self.image_in_features]
+            masks = [valid_location_mask(images.image_sizes, x.shape, self._strides[f]).to(
+                x.device) for f, x in zip(self.image_in_features, maps)]
+            logits = [self.image_classifiers[f](reverse_gradient(x, lambdas["image"]))
+                      for f, x in zip(self.image_in_features, maps)]
+            loss, accuracy = image_domain_loss(logits, domain, masks)
+            losses["loss_da_image"] = weight["image"] * loss
+            storage.put_scalar("da/image_accuracy", accuracy.item())
+            storage.put_scalar("da/grl_lambda_image", lambdas["image"])
+
+        if self.instance_classifier is not None:
+            tgt_features = {k: v[num_source:] for k, v in features.items()}
+            tgt_images = ImageList(images.tensor[num_source:], images.image_sizes[num_source:])
+            tgt_boxes = self._target_proposal_boxes(tgt_images, tgt_features)
+            box_features = torch.cat(
+                [src_box_features, self.roi_heads.box_features(tgt_features, tgt_boxes)])
+            rois = list(src_rois) + [len(b) for b in tgt_boxes]
+            roi_image = torch.repeat_interleave(
+                torch.arange(num_images, device=self.device), torch.as_tensor(rois, device=self.device))
+            ins_logits = self.instance_classifier(reverse_gradient(box_features, lambdas["instance"]))
+            loss, accuracy = instance_domain_loss(ins_logits, domain[roi_image])
+            losses["loss_da_instance"] = weight["instance"] * loss
+            storage.put_scalar("da/instance_accuracy", accuracy.item())
+            storage.put_scalar("da/grl_lambda_instance", lambdas["instance"])
+
+        if self.consistency:
+            # Eq. (7) pulls features and classifiers toward agreement: its gradient is scaled by
+            # +lambda, not reversed, so the classifiers are run again on an unreversed path.
+            img_logits = [self.image_classifiers[f](scale_gradient(x, lambdas["image"]))
+                          for f, x in zip(self.image_in_features, maps)]
+            ins_logits = self.instance_classifier(scale_gradient(box_features, lambdas["instance"]))
+            loss = consistency_loss(image_domain_probability(img_logits, masks),
+                                    torch.sigmoid(ins_logits), roi_image)
+            losses["loss_da_consistency"] = weight["consistency"] * loss
+        return losses
+
+    @torch.no_grad()
+    def _target_proposal_boxes(self, images, features):
+        """Top ``target_proposals`` RPN boxes per target image, as the RPN proposes at test time."""
+        rpn = self.proposal_generator
+        rpn.train(False)
+        try:
+            proposals, _ = rpn(images, features)
+        finally:
+            rpn.train(True)
+        return [p.proposal_boxes[: self.target_proposals] for p in proposals]
