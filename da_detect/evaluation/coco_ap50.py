@@ -1,8 +1,10 @@
 """COCO-style box evaluation that also reports AP at IoU 0.5 for every class."""
 import itertools
 import logging
+import os
 
 import numpy as np
+from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.evaluation import COCOEvaluator
 from tabulate import tabulate
 
@@ -20,6 +22,9 @@ class COCOAP50Evaluator(COCOEvaluator):
     """
 
     def __init__(self, dataset_name, output_dir=None, distributed=True):
+        json_file = MetadataCatalog.get(dataset_name).get("json_file")
+        if json_file and not os.path.exists(json_file):
+            DatasetCatalog.get(dataset_name)  # datasets generated on first use write it then
         super().__init__(dataset_name, tasks=("bbox",), distributed=distributed,
                          output_dir=output_dir, use_fast_impl=compat.HAS_C_EXTENSION)
 

@@ -5,3 +5,4 @@ from .image_domain_classifier import ImageDomainClassifier, image_domain_loss  #
 from .instance_domain_classifier import InstanceDomainClassifier, instance_domain_loss  # noqa: F401
 from .meta_arch import DomainAdaptiveRCNN  # noqa: F401
 from .roi_heads import DomainAdaptiveRes5ROIHeads, DomainAdaptiveStandardROIHeads  # noqa: F401
+from .vgg import VGG16, build_vgg16_backbone  # noqa: F401

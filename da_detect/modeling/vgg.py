@@ -1,0 +1,54 @@
+"""VGG16 backbone, the one DA Faster R-CNN's paper uses, registered with detectron2."""
+import torch
+from detectron2.layers import ShapeSpec
+from detectron2.modeling import BACKBONE_REGISTRY, Backbone
+from torchvision.models import vgg16
+
+VGG_FEATURE = "vgg_conv5"
+
+
+class VGG16(Backbone):
+    """torchvision's VGG16 convolutions through conv5_3 + ReLU (the last max-pool dropped).
+
+    (N, 3, H, W) -> {"vgg_conv5": (N, 512, H/16, W/16)}. The first ``freeze_convs`` conv layers
+    are frozen (Faster R-CNN freezes conv1_1 to conv2_2: 4).
+    """
+
+    def __init__(self, freeze_convs=4):
+        super().__init__()
+        self.features = vgg16(weights=None).features[:-1]
+        convs = [m for m in self.features if isinstance(m, torch.nn.Conv2d)]
+        for conv in convs[:freeze_convs]:
+            for p in conv.parameters():
+                p.requires_grad_(False)
+
+    def forward(self, x):
+        return {VGG_FEATURE: self.features(x)}
+
+    def output_shape(self):
+        return {VGG_FEATURE: ShapeSpec(channels=512, stride=16)}
+
+
+@BACKBONE_REGISTRY.register()
+def build_vgg16_backbone(cfg, input_shape):
+    """MODEL.BACKBONE.FREEZE_AT counts frozen conv layers here (4: through conv2_2)."""
+    return VGG16(freeze_convs=cfg.MODEL.BACKBONE.FREEZE_AT)
+
+
+def torchvision_vgg16_to_detectron2(state_dict):
+    """Rename a torchvision VGG16 state dict for a da-detect VGG16 Faster R-CNN.
+
+    ``features.*`` become the backbone's; ``classifier.0`` / ``classifier.3`` (fc6, fc7) become
+    the box head's ``fc1`` / ``fc2`` (MODEL.ROI_BOX_HEAD: NUM_FC 2, FC_DIM 4096, 7x7 pooling);
+    the ImageNet classifier ``classifier.6`` is dropped.
+    """
+    renamed = {}
+    for key, value in state_dict.items():
+        if key.startswith("features."):
+            renamed["backbone." + key] = value
+        elif key.startswith(("classifier.0.", "classifier.3.")):
+            fc = "fc1" if key.startswith("classifier.0.") else "fc2"
+            renamed[f"roi_heads.box_head.{fc}.{key.split('.')[-1]}"] = value
+    if not renamed:
+        raise ValueError("not a torchvision VGG16 state dict: no 'features.*' or 'classifier.*' keys")
+    return renamed

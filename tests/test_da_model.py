@@ -1,0 +1,196 @@
+"""DomainAdaptiveRCNN: gradient reversal, classifier shapes, losses and deployment equivalence."""
+import copy
+
+import pytest
+import torch
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.data import DatasetCatalog, DatasetMapper
+from detectron2.modeling import build_model
+from detectron2.utils.events import EventStorage
+
+from conftest import REPO, SYNTHETIC_DA
+from da_detect.config import load_config
+from da_detect.modeling import meta_arch
+from da_detect.modeling.consistency import consistency_loss
+from da_detect.modeling.gradient_reversal import grl_lambda, reverse_gradient
+
+SMALL = ["INPUT.MIN_SIZE_TRAIN", "(128,)", "INPUT.MAX_SIZE_TRAIN", "160", "INPUT.MIN_SIZE_TEST",
+         "128", "INPUT.MAX_SIZE_TEST", "160", "INPUT.RANDOM_FLIP", "none"]
+ALL_OFF = ["MODEL.DA.IMAGE.ENABLED", "False", "MODEL.DA.INSTANCE.ENABLED", "False",
+           "MODEL.DA.CONSISTENCY.ENABLED", "False"]
+PLAIN = ["MODEL.META_ARCHITECTURE", "GeneralizedRCNN", "MODEL.ROI_HEADS.NAME", "StandardROIHeads"]
+
+
+def cfg_for(config=SYNTHETIC_DA, *opts):
+    return load_config(str(config), SMALL + list(opts))
+
+
+def batch(cfg, dataset, n, domain, keep_labels=True):
+    mapper = DatasetMapper(cfg, is_train=True)
+    out = []
+    for d in DatasetCatalog.get(dataset)[:n]:
+        x = mapper(copy.deepcopy(d))
+        x["domain"] = domain
+        if not keep_labels:
+            del x["instances"]
+        out.append(x)
+    return out
+
+
+def train_losses(model, inputs, seed=0):
+    torch.manual_seed(seed)
+    with EventStorage():
+        return {k: v.detach() for k, v in model(inputs).items()}
+
+
+def assert_same(a, b, keys=None):
+    keys = keys or sorted(a)
+    for k in keys:
+        assert torch.allclose(a[k], b[k], rtol=1e-4, atol=1e-6), (k, a[k], b[k])
+
+
+@pytest.fixture(scope="module")
+def da_cfg():
+    return cfg_for()
+
+
+@pytest.fixture(scope="module")
+def inputs(da_cfg):
+    source = batch(da_cfg, "synthetic_clean_val", 2, meta_arch.SOURCE)
+    target = batch(da_cfg, "synthetic_foggy_val", 2, meta_arch.TARGET)
+    return source, target
+
+
+def test_gradient_reversal_multiplies_gradient_by_minus_lambda():
+    x = torch.randn(3, 4, requires_grad=True)
+    upstream = torch.randn(3, 4)
+    y = reverse_gradient(x, 0.3)
+    assert torch.equal(y, x)
+    y.backward(upstream)
+    assert torch.allclose(x.grad, -0.3 * upstream)
+
+
+def test_dann_schedule_rises_from_zero_to_base():
+    assert grl_lambda(0.5, "constant", 0.3) == 0.5
+    assert grl_lambda(1.0, "dann", 0.0) == 0.0
+    values = [grl_lambda(1.0, "dann", p / 10) for p in range(11)]
+    assert all(a < b for a, b in zip(values, values[1:]))
+    assert abs(values[-1] - (2 / (1 + torch.exp(torch.tensor(-10.0)).item()) - 1)) < 1e-9
+
+
+def test_consistency_loss_by_hand():
+    image_probs = torch.tensor([0.2, 0.9])
+    instance_probs = torch.tensor([0.1, 0.5, 0.6, 1.0, 0.7])
+    image_index = torch.tensor([0, 0, 1, 1, 1])
+    # |0.2-0.1| + |0.2-0.5| + |0.9-0.6| + |0.9-1.0| + |0.9-0.7| = 0.1+0.3+0.3+0.1+0.2 = 1.0
+    assert torch.isclose(consistency_loss(image_probs, instance_probs, image_index),
+                         torch.tensor(1.0 / 5))
+
+
+@pytest.mark.parametrize("config,opts,levels,box_dim", [
+    (SYNTHETIC_DA, [], ["p2", "p3", "p4", "p5", "p6"], 512),
+    (REPO / "configs" / "Base-RCNN-C4.yaml",
+     ["MODEL.META_ARCHITECTURE", "DomainAdaptiveRCNN", "MODEL.ROI_HEADS.NAME",
+      "DomainAdaptiveRes5ROIHeads", "MODEL.DEVICE", "cpu", "MODEL.ROI_HEADS.NUM_CLASSES", "3",
+      "DATASETS.TRAIN", "('synthetic_clean_train',)"], ["res4"], 2048),
+])
+def test_classifier_shapes(config, opts, levels, box_dim):
+    cfg = cfg_for(config, *opts)
+    model = build_model(cfg)
+    assert model.image_in_features == levels
+    assert model.roi_heads.box_feature_dim == box_dim
+    images = torch.randn(2, 3, 128, 160)
+    features = model.backbone(images)
+    for level in levels:
+        logits = model.image_classifiers[level](features[level])
+        assert logits.shape == (2, 1) + features[level].shape[2:]
+    assert model.instance_classifier(torch.randn(7, box_dim)).shape == (7,)
+
+
+def test_c4_model_trains_on_source_and_target(inputs):
+    cfg = cfg_for(REPO / "configs" / "Base-RCNN-C4.yaml",
+                  "MODEL.META_ARCHITECTURE", "DomainAdaptiveRCNN", "MODEL.ROI_HEADS.NAME",
+                  "DomainAdaptiveRes5ROIHeads", "MODEL.DEVICE", "cpu",
+                  "MODEL.ROI_HEADS.NUM_CLASSES", "3", "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "16",
+                  "DATASETS.TRAIN", "('synthetic_clean_train',)")
+    source, target = inputs
+    losses = train_losses(build_model(cfg).train(), source[:1] + target[:1])
+    assert {"loss_da_image", "loss_da_instance", "loss_da_consistency", "loss_cls"} <= set(losses)
+    assert all(torch.isfinite(v) for v in losses.values())
+
+
+def test_domain_labels_are_zero_for_source_and_one_for_target(da_cfg, inputs, monkeypatch):
+    seen = {}
+
+    def spy(name, fn):
+        def wrapped(*args):
+            seen[name] = args[1].clone()
+            return fn(*args)
+        monkeypatch.setattr(meta_arch, name, wrapped)
+
+    spy("image_domain_loss", meta_arch.image_domain_loss)
+    spy("instance_domain_loss", meta_arch.instance_domain_loss)
+    source, target = inputs
+    model = build_model(da_cfg).train()
+    train_losses(model, source + target[:1])
+    assert seen["image_domain_loss"].tolist() == [0.0, 0.0, 1.0]
+    instance_labels = seen["instance_domain_loss"]
+    num_source_rois = 2 * da_cfg.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE
+    assert instance_labels[:num_source_rois].eq(0).all()
+    assert instance_labels[num_source_rois:].eq(1).all()
+    assert len(instance_labels) - num_source_rois == model.target_proposals
+
+
+def test_losses_do_not_depend_on_target_annotations(da_cfg, inputs):
+    source, target = inputs
+    unlabeled = [{k: v for k, v in x.items() if k != "instances"} for x in target]
+    model = build_model(da_cfg).train()
+    labeled_losses = train_losses(model, source + target)
+    unlabeled_losses = train_losses(model, source + unlabeled)
+    assert set(labeled_losses) == set(unlabeled_losses)
+    for k in labeled_losses:
+        assert torch.equal(labeled_losses[k], unlabeled_losses[k]), k
+
+
+def test_detection_losses_come_from_source_images_only(da_cfg, inputs):
+    source, target = inputs
+    da_model = build_model(da_cfg).train()
+    plain = build_model(cfg_for(SYNTHETIC_DA, *PLAIN)).train()
+    plain.load_state_dict(da_model.state_dict(), strict=False)
+    da_losses = train_losses(da_model, source + target)
+    plain_losses = train_losses(plain, source)
+    assert set(da_losses) - set(plain_losses) == {
+        "loss_da_image", "loss_da_instance", "loss_da_consistency"}
+    assert_same(da_losses, plain_losses, keys=sorted(plain_losses))
+
+
+def test_every_switch_off_is_plain_faster_rcnn(inputs):
+    source, target = inputs
+    off = build_model(cfg_for(SYNTHETIC_DA, *ALL_OFF)).train()
+    plain = build_model(cfg_for(SYNTHETIC_DA, *PLAIN)).train()
+    plain.load_state_dict(off.state_dict(), strict=True)
+    off_losses = train_losses(off, source + target)
+    plain_losses = train_losses(plain, source)
+    assert set(off_losses) == set(plain_losses)
+    assert_same(off_losses, plain_losses)
+
+
+def test_da_checkpoint_deploys_into_plain_generalized_rcnn(da_cfg, inputs, tmp_path):
+    source, _ = inputs
+    da_model = build_model(da_cfg)
+    torch.manual_seed(0)
+    for p in da_model.parameters():  # non-trivial weights, so that predictions are not empty
+        if p.dim() > 1:
+            p.data.normal_(0, 0.02)
+    DetectionCheckpointer(da_model, save_dir=str(tmp_path)).save("da")
+    plain = build_model(cfg_for(SYNTHETIC_DA, *PLAIN))
+    DetectionCheckpointer(plain).load(str(tmp_path / "da.pth"))
+    da_model.eval(), plain.eval()
+    images = [{"image": x["image"], "height": 256, "width": 320} for x in source]
+    with torch.no_grad():
+        expected, got = da_model(images), plain(images)
+    for e, g in zip(expected, got):
+        e, g = e["instances"], g["instances"]
+        assert len(e) > 0
+        assert torch.equal(e.pred_boxes.tensor, g.pred_boxes.tensor)
+        assert torch.equal(e.scores, g.scores) and torch.equal(e.pred_classes, g.pred_classes)

@@ -1,0 +1,90 @@
+"""The synthetic domains: deterministic, annotations inside the images, fog as described."""
+import json
+
+import cv2
+import numpy as np
+from detectron2.data import DatasetCatalog, MetadataCatalog
+
+from da_detect.data.synthetic import (
+    CLASSES,
+    DOMAIN_STYLES,
+    SplitSpec,
+    ensure_split,
+    render_scene,
+    scene_seed,
+    write_split,
+)
+
+
+def render(domain, split, index):
+    rng = np.random.default_rng(scene_seed(domain, split, index))
+    return render_scene(rng, 256, 320, DOMAIN_STYLES[domain])
+
+
+def test_rendering_is_deterministic():
+    a_image, a_boxes = render("clean", "train", 7)
+    b_image, b_boxes = render("clean", "train", 7)
+    assert np.array_equal(a_image, b_image) and a_boxes == b_boxes
+    c_image, _ = render("clean", "train", 8)
+    assert not np.array_equal(a_image, c_image)
+
+
+def test_written_split_is_identical_on_rewrite(tmp_path):
+    spec = SplitSpec("foggy", "val", 6)
+    first = write_split(spec, tmp_path / "a")
+    second = write_split(spec, tmp_path / "b")
+    assert first.read_bytes() == second.read_bytes()
+    for png in sorted((tmp_path / "a" / "foggy" / "val").glob("*.png")):
+        assert png.read_bytes() == (tmp_path / "b" / "foggy" / "val" / png.name).read_bytes()
+
+
+def test_annotations_lie_inside_their_images(tmp_path):
+    spec = SplitSpec("clean", "train", 30)
+    coco = json.loads(write_split(spec, tmp_path).read_text())
+    images = {im["id"]: im for im in coco["images"]}
+    assert len(coco["annotations"]) > 60
+    assert {a["category_id"] for a in coco["annotations"]} == {1, 2, 3}
+    for ann in coco["annotations"]:
+        im = images[ann["image_id"]]
+        x, y, w, h = ann["bbox"]
+        assert 0 <= x and 0 <= y and w >= 4 and h >= 4
+        assert x + w <= im["width"] and y + h <= im["height"]
+        pixels = cv2.imread(str(tmp_path / "clean" / "train" / im["file_name"]))
+        assert pixels.shape == (im["height"], im["width"], 3)
+
+
+def test_fog_lowers_contrast_more_with_distance():
+    spec = ("foggy", "val", 3)
+    rng = np.random.default_rng(scene_seed(*spec))
+    clean, clean_boxes = render_scene(rng, 256, 320, DOMAIN_STYLES["clean"])
+    rng = np.random.default_rng(scene_seed(*spec))
+    foggy, foggy_boxes = render_scene(rng, 256, 320, DOMAIN_STYLES["foggy"])
+    assert clean_boxes == foggy_boxes  # same scene, other rendering
+    gray = DOMAIN_STYLES["foggy"].fog_gray
+    near = slice(230, 256)  # bottom rows: nearest ground
+    far = slice(100, 120)   # rows close to the horizon
+    def veil(image, rows):
+        return np.abs(image[rows].astype(float) - gray).mean()
+    assert veil(foggy, near) < veil(clean, near)
+    assert veil(foggy, far) / veil(clean, far) < veil(foggy, near) / veil(clean, near)
+
+
+def test_split_is_cached_and_regenerated_when_stale(tmp_path):
+    spec = SplitSpec("clean", "val", 3)
+    json_path, _ = ensure_split(spec, tmp_path)
+    mtime = json_path.stat().st_mtime_ns
+    ensure_split(spec, tmp_path)
+    assert json_path.stat().st_mtime_ns == mtime
+    coco = json.loads(json_path.read_text())
+    coco["info"]["generator"]["version"] = -1
+    json_path.write_text(json.dumps(coco))
+    ensure_split(spec, tmp_path)
+    assert json.loads(json_path.read_text())["info"]["generator"]["version"] != -1
+
+
+def test_registered_domains_share_classes():
+    for name in ("synthetic_clean_train", "synthetic_clean_val", "synthetic_foggy_train",
+                 "synthetic_foggy_val"):
+        assert MetadataCatalog.get(name).thing_classes == list(CLASSES)
+    dicts = DatasetCatalog.get("synthetic_foggy_val")
+    assert len(dicts) == 100 and all(d["annotations"] for d in dicts[:10])

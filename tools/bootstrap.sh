@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs whatever is missing into ./.venv, then runs the command given, if any, inside it:
+#   bash tools/bootstrap.sh python tools/train_net.py --config-file ...
+# Idempotent: a second run installs nothing and starts in seconds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+PY=.venv/bin/python
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+
+# torch/torchvision first: detectron2's installer and everything else builds on them.
+if ! "$PY" -c "import torch, torchvision.ops" >/dev/null 2>&1; then
+  "$PY" -m pip install --quiet "torchvision==0.29.2"
+fi
+"$PY" tools/install_detectron2.py
+# Re-install da-detect (and its dependencies) only when setup.py changed.
+stamp=.venv/.da-detect-setup.sha256
+if ! sha256sum --check --status "$stamp" 2>/dev/null; then
+  "$PY" -m pip install --quiet -e ".[test]"
+  sha256sum setup.py > "$stamp"
+fi
+
+if [ $# -gt 0 ]; then
+  cmd=$1; shift
+  if [ -x ".venv/bin/$cmd" ]; then cmd=".venv/bin/$cmd"; fi
+  exec "$cmd" "$@"
+fi
