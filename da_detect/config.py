@@ -14,7 +14,11 @@ from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog
 
+from .data.custom import register_from_config
+from .data.problems import DatasetError
+
 GRL_SCHEDULES = ("constant", "dann")
+AP_METHODS = ("coco", "voc07")
 
 
 class ConfigError(ValueError):
@@ -25,8 +29,15 @@ def add_da_config(cfg):
     """Add da-detect's keys (with their defaults) to a detectron2 config, in place."""
     # Unlabeled target-domain training data, drawn beside DATASETS.TRAIN at every step.
     cfg.DATASETS.TARGET_TRAIN = ()
+    # The user's own domains, registered under the names given (see da_detect/data/custom.py):
+    cfg.DATASETS.COCO_DOMAINS = ()  # ((name, json_file, image_root), ...)
+    cfg.DATASETS.VOC_DOMAINS = ()  # ((name, voc_root, image_set, "class1,class2"), ...)
+    cfg.DATASETS.IMAGE_FOLDER_DOMAINS = ()  # ((name, folder), ...): unlabeled images
     # Target images per step, over all processes; -1: the same as SOLVER.IMS_PER_BATCH.
     cfg.SOLVER.TARGET_IMS_PER_BATCH = -1
+
+    # Per-class AP50 as COCO computes it ("coco") or as PASCAL VOC 2007 does (11-point, "voc07").
+    cfg.TEST.AP_METHOD = "coco"
 
     cfg.MODEL.DA = CN()
     cfg.MODEL.DA.LOSS_WEIGHT = 0.1  # lambda of Eq. (8)
@@ -72,6 +83,8 @@ def check_da_config(cfg):
     require(da.GRL_SCHEDULE in GRL_SCHEDULES, "MODEL.DA.GRL_SCHEDULE", da.GRL_SCHEDULE,
             f"must be one of {GRL_SCHEDULES}")
     require(da.GRL_GAMMA > 0, "MODEL.DA.GRL_GAMMA", da.GRL_GAMMA, "must be > 0")
+    require(cfg.TEST.AP_METHOD in AP_METHODS, "TEST.AP_METHOD", cfg.TEST.AP_METHOD,
+            f"must be one of {AP_METHODS}")
     for part in ("IMAGE", "INSTANCE", "CONSISTENCY"):
         weight = da[part].LOSS_WEIGHT
         require(weight >= 0, f"MODEL.DA.{part}.LOSS_WEIGHT", weight, "must be >= 0")
@@ -122,6 +135,10 @@ def load_config(config_file, opts=()):
     try:
         check_da_config(cfg)
     except ValueError as e:
+        raise ConfigError(str(e)) from e
+    try:
+        register_from_config(cfg)
+    except DatasetError as e:
         raise ConfigError(str(e)) from e
     check_dataset_names(cfg)
     return cfg

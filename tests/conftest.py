@@ -9,6 +9,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 os.environ["DA_DETECT_DATASETS"] = str(REPO / "output" / "test-datasets")
+os.environ["DA_DETECT_CACHE"] = str(REPO / "output" / "test-cache")
 os.environ.setdefault("WANDB_MODE", "offline")
 
 import da_detect  # noqa: E402,F401

@@ -1,7 +1,8 @@
 """Registers da-detect's built-in datasets with detectron2's DatasetCatalog and MetadataCatalog.
 
 Datasets live under ``$DA_DETECT_DATASETS`` (default ``./datasets``), as detectron2's builtin
-datasets live under ``$DETECTRON2_DATASETS``. Synthetic domains are generated there on first use.
+datasets live under ``$DETECTRON2_DATASETS``; datasets/README.md gives the folder trees.
+Synthetic domains are generated there on first use; the real ones are read in their native layout.
 """
 import os
 from pathlib import Path
@@ -9,7 +10,11 @@ from pathlib import Path
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_coco_json
 
+from . import cityscapes, kitti, voc
+from .registry import register_detection_dataset
 from .synthetic import CLASSES, DOMAIN_STYLES, SplitSpec, ensure_split
+
+FOGGY_BETAS = ("0.005", "0.01", "0.02")
 
 SYNTHETIC_SPLIT_SIZES = {"train": 400, "val": 100}
 
@@ -44,4 +49,54 @@ def _load_synthetic(spec, root, name):
     return load_coco_json(str(json_file), str(image_root), name)
 
 
+def _files(*patterns):
+    """A function listing the files matching (folder, glob pattern) pairs, for the cache key."""
+    return lambda: sorted(str(p) for folder, pattern in patterns for p in Path(folder).glob(pattern))
+
+
+def register_cityscapes(root=None):
+    """``cityscapes[_car]_{train,val}`` and ``foggy_cityscapes[_car]_{train,val}_<beta>``."""
+    root = Path(root or datasets_root()) / "cityscapes"
+    for split in ("train", "val"):
+        gt_dir = root / "gtFine" / split
+        for car_only in (False, True):
+            classes = ("car",) if car_only else cityscapes.CLASSES
+            tag = "_car" if car_only else ""
+            for beta in (None,) + FOGGY_BETAS:
+                image_dir = root / ("leftImg8bit" if beta is None else "leftImg8bit_foggy") / split
+                name = (f"cityscapes{tag}_{split}" if beta is None
+                        else f"foggy_cityscapes{tag}_{split}_{beta}")
+                register_detection_dataset(
+                    name, cityscapes.load_cityscapes_detection,
+                    {"image_dir": str(image_dir), "gt_dir": str(gt_dir), "classes": classes,
+                     "foggy_beta": beta},
+                    _files((gt_dir, f"*/*{cityscapes.POLYGONS_SUFFIX}"),
+                           (image_dir, f"*/*{cityscapes.image_suffix(beta)}")),
+                    thing_classes=list(classes), domain="foggy_cityscapes" if beta else "cityscapes")
+
+
+def register_kitti(root=None):
+    """``kitti_car_train``: every image of KITTI's object ``training`` folder."""
+    root = Path(root or datasets_root()) / "kitti"
+    register_detection_dataset(
+        "kitti_car_train", kitti.load_kitti_car, {"root": str(root)},
+        _files((root / "training" / "label_2", "*.txt"), (root / "training" / "image_2", "*.png")),
+        thing_classes=list(kitti.CLASSES), domain="kitti")
+
+
+def register_sim10k(root=None):
+    """``sim10k_train`` (car, motorbike, person) and ``sim10k_car_train``: all 10k images."""
+    root = Path(root or datasets_root()) / "sim10k"
+    for name, classes in (("sim10k_train", voc.SIM10K_CLASSES), ("sim10k_car_train", ("car",))):
+        register_detection_dataset(
+            name, voc.load_voc,
+            {"root": str(root), "image_set": None, "classes": classes,
+             "known_classes": voc.SIM10K_CLASSES},
+            _files((root / "Annotations", "*.xml"), (root / "JPEGImages", "*.jpg")),
+            thing_classes=list(classes), domain="sim10k")
+
+
 register_synthetic()
+register_cityscapes()
+register_kitti()
+register_sim10k()

@@ -8,7 +8,7 @@ from detectron2.engine import DefaultTrainer, hooks
 from detectron2.utils import comm
 
 from ..data.adaptation_loader import build_adaptation_train_loader
-from ..evaluation import COCOAP50Evaluator
+from ..evaluation import COCOAP50Evaluator, VOC07AP50Evaluator
 
 
 class TrainingProgress(hooks.HookBase):
@@ -37,6 +37,8 @@ class DATrainer(DefaultTrainer):
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
+        if cfg.TEST.AP_METHOD == "voc07":
+            return VOC07AP50Evaluator(dataset_name)
         output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
         return COCOAP50Evaluator(dataset_name, output_dir=output_folder)
 

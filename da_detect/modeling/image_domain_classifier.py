@@ -15,9 +15,11 @@ class ImageDomainClassifier(nn.Module):
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, hidden_channels, kernel_size=1)
         self.conv2 = nn.Conv2d(hidden_channels, 1, kernel_size=1)
-        for layer in (self.conv1, self.conv2):
-            nn.init.normal_(layer.weight, std=0.001)
-            nn.init.zeros_(layer.bias)
+        # PyTorch's default init for the hidden layer; a near-zero output layer starts the
+        # classifier at chance. (std=0.001 for both, as the paper's code has it, leaves the two
+        # layers' gradients ~1e-3 times each other's: on unit-scale features it never learns.)
+        nn.init.normal_(self.conv2.weight, std=0.01)
+        nn.init.zeros_(self.conv2.bias)
 
     def forward(self, x):
         return self.conv2(F.relu(self.conv1(x)))

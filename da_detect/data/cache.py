@@ -1,0 +1,34 @@
+"""A disk cache of parsed dataset dicts, invalidated when any source file changes."""
+import hashlib
+import json
+import logging
+import os
+import pickle
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+
+def cache_dir():
+    return Path(os.environ.get("DA_DETECT_CACHE", Path.home() / ".cache" / "da_detect"))
+
+
+def cached(name, params, source_files, build):
+    """``build()``'s result, from the cache when ``params`` and every file's size and mtime
+    are as when it was stored. ``build`` returns (dataset dicts, problems)."""
+    digest = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode())
+    for path in source_files:
+        stat = os.stat(path)
+        digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    path = cache_dir() / f"{name}-{digest.hexdigest()[:16]}.pkl"
+    if path.exists():
+        with open(path, "rb") as f:
+            return pickle.load(f)
+    result = build()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    with open(tmp, "wb") as f:
+        pickle.dump(result, f)
+    tmp.replace(path)
+    logger.info(f"cached {name} dataset dicts in {path}")
+    return result

@@ -1,0 +1,99 @@
+"""Cityscapes and Foggy Cityscapes, as shipped, read as detection datasets.
+
+Layout (under a root)::
+
+    leftImg8bit/{train,val}/<city>/<city>_<seq>_<frame>_leftImg8bit.png
+    leftImg8bit_foggy/{train,val}/<city>/<city>_<seq>_<frame>_leftImg8bit_foggy_beta_<beta>.png
+    gtFine/{train,val}/<city>/<city>_<seq>_<frame>_gtFine_polygons.json
+
+A box is the tightest rectangle around an object's *visible* pixels: the polygons are drawn in
+file order, later ones over earlier ones (as cityscapesscripts' json2instanceImg draws the
+instance masks the DA literature takes boxes from). Label names are cityscapesscripts' own; a group
+label (e.g. ``cargroup``) becomes a crowd region (``iscrowd=1``), which evaluation ignores.
+"""
+import json
+from pathlib import Path
+
+import numpy as np
+from cityscapesscripts.helpers.labels import assureSingleInstanceName, name2label
+from detectron2.structures import BoxMode
+from PIL import Image, ImageDraw
+from scipy.ndimage import find_objects
+from tqdm import tqdm
+
+from .problems import DatasetError, Problems, require_dir
+
+CLASSES = ("person", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle")
+POLYGONS_SUFFIX = "_gtFine_polygons.json"
+
+
+def image_suffix(foggy_beta=None):
+    return "_leftImg8bit.png" if foggy_beta is None else f"_leftImg8bit_foggy_beta_{foggy_beta}.png"
+
+
+def list_files(image_dir, gt_dir, suffix, problems):
+    """(image, polygons json) pairs of every city; a json without its image is a problem."""
+    image_dir = require_dir(image_dir, "Cityscapes images")
+    gt_dir = require_dir(gt_dir, "Cityscapes annotations")
+    pairs = []
+    for gt in sorted(gt_dir.glob(f"*/*{POLYGONS_SUFFIX}")):
+        image = image_dir / gt.parent.name / (gt.name[: -len(POLYGONS_SUFFIX)] + suffix)
+        if image.is_file():
+            pairs.append((image, gt))
+        else:
+            problems.add(gt, f"annotation without its image {image}")
+    if not pairs:
+        raise DatasetError(f"no Cityscapes images with annotations under {image_dir} and {gt_dir}")
+    return pairs
+
+
+def load_cityscapes_detection(image_dir, gt_dir, classes=CLASSES, foggy_beta=None):
+    """Returns (detectron2 dataset dicts, Problems). Boxes are XYXY_ABS, ``category_id`` indexes
+    ``classes``; objects of other classes are left out (they still occlude)."""
+    problems = Problems()
+    dicts = []
+    files = list_files(Path(image_dir), Path(gt_dir), image_suffix(foggy_beta), problems)
+    for image, gt in tqdm(files, desc="Cityscapes polygons", unit="file", mininterval=2):
+        record = _parse(gt, classes, problems)
+        if record is not None:
+            record.update(file_name=str(image), image_id=image.name[: image.name.index("_leftImg8bit")])
+            dicts.append(record)
+    return dicts, problems
+
+
+def _parse(gt_file, classes, problems):
+    try:
+        annotation = json.loads(Path(gt_file).read_text())
+        height, width = int(annotation["imgHeight"]), int(annotation["imgWidth"])
+        objects = [o for o in annotation["objects"] if not o.get("deleted", 0)]
+        polygons = [[(float(x), float(y)) for x, y in o["polygon"]] for o in objects]
+        labels = [str(o["label"]) for o in objects]
+    except (ValueError, KeyError, TypeError) as e:  # json.JSONDecodeError is a ValueError
+        problems.add(gt_file, f"not a Cityscapes polygon file: {type(e).__name__}: {e}")
+        return None
+    unknown = sorted({label for label in labels if assureSingleInstanceName(label) is None
+                      and label not in name2label})
+    if unknown:
+        problems.add(gt_file, f"unknown Cityscapes labels {unknown}")
+        return None
+
+    ids = Image.new("I", (width, height), 0)
+    draw = ImageDraw.Draw(ids)
+    for k, polygon in enumerate(polygons):
+        if len(polygon) >= 2:
+            draw.polygon(polygon, fill=k + 1)
+    extents = find_objects(np.asarray(ids, dtype=np.int32), max_label=len(polygons))
+
+    annotations = []
+    for label, extent in zip(labels, extents):
+        name = assureSingleInstanceName(label)
+        if name not in classes or extent is None:  # other class, or hidden behind others
+            continue
+        rows, cols = extent
+        annotations.append({
+            "bbox": [float(cols.start), float(rows.start), float(cols.stop), float(rows.stop)],
+            "bbox_mode": BoxMode.XYXY_ABS,
+            "category_id": classes.index(name),
+            "iscrowd": int(name != label),
+        })
+    return {"height": height, "width": width, "annotations": annotations}

@@ -1,0 +1,72 @@
+"""Datasets a user names in the config, registered without writing Python:
+
+* ``DATASETS.COCO_DOMAINS``: ``(name, json_file, image_root)``, a COCO-JSON file and its images.
+* ``DATASETS.VOC_DOMAINS``: ``(name, voc_root, image_set, "class1,class2,...")``, a VOC folder
+  (``image_set`` "" reads every annotation).
+* ``DATASETS.IMAGE_FOLDER_DOMAINS``: ``(name, folder)``, unlabeled images (``*.jpg``, ``*.png``)
+  as a target domain.
+"""
+from pathlib import Path
+
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data.datasets import register_coco_instances
+from PIL import Image
+
+from . import voc
+from .problems import DatasetError, Problems, require_dir
+from .registry import register_detection_dataset
+
+IMAGE_PATTERNS = ("*.jpg", "*.jpeg", "*.png")
+
+
+def register_from_config(cfg):
+    """Register every dataset the config's DATASETS.*_DOMAINS keys name."""
+    for entry in cfg.DATASETS.COCO_DOMAINS:
+        name, json_file, image_root = _fields(entry, 3, "DATASETS.COCO_DOMAINS")
+        if not Path(json_file).is_file():
+            raise DatasetError(f"DATASETS.COCO_DOMAINS {name!r}: no such file {json_file}")
+        _forget(name)
+        register_coco_instances(name, {}, json_file, image_root)
+    for entry in cfg.DATASETS.VOC_DOMAINS:
+        name, root, image_set, classes = _fields(entry, 4, "DATASETS.VOC_DOMAINS")
+        classes = tuple(c.strip() for c in classes.split(",") if c.strip())
+        register_detection_dataset(
+            name, voc.load_voc, {"root": root, "image_set": image_set or None, "classes": classes},
+            lambda root=root: sorted(str(p) for p in Path(root).glob("Annotations/*.xml")),
+            thing_classes=list(classes))
+    for entry in cfg.DATASETS.IMAGE_FOLDER_DOMAINS:
+        name, folder = _fields(entry, 2, "DATASETS.IMAGE_FOLDER_DOMAINS")
+        register_detection_dataset(name, load_image_folder, {"folder": folder},
+                                   lambda folder=folder: _image_files(Path(folder)))
+
+
+def load_image_folder(folder):
+    """Unlabeled images of ``folder`` (not recursive): (dicts without annotations, Problems)."""
+    problems = Problems()
+    dicts = []
+    for path in _image_files(require_dir(folder, "image folder")):
+        try:
+            with Image.open(path) as im:
+                width, height = im.size
+        except OSError as e:
+            problems.add(path, f"unreadable image: {e}")
+            continue
+        dicts.append({"file_name": path, "image_id": Path(path).stem, "height": height,
+                      "width": width})
+    return dicts, problems
+
+
+def _image_files(folder):
+    return sorted(str(p) for pattern in IMAGE_PATTERNS for p in Path(folder).glob(pattern))
+
+
+def _fields(entry, count, key):
+    if not isinstance(entry, (list, tuple)) or len(entry) != count:
+        raise DatasetError(f"{key}: each entry must have {count} fields, got {entry!r}")
+    return [str(x) for x in entry]
+
+
+def _forget(name):
+    if name in DatasetCatalog.list():
+        DatasetCatalog.remove(name)
+        MetadataCatalog.remove(name)

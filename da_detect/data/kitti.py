@@ -1,0 +1,75 @@
+"""KITTI object detection (``training/image_2/*.png``, ``training/label_2/*.txt``), car only.
+
+Each label line has the devkit's 15 columns: type, truncated, occluded, alpha, the 2D box
+(left, top, right, bottom: 0-based pixels), 3D size, 3D location, rotation_y. ``Car`` is car.
+``Van`` and ``DontCare`` become ignore regions (``iscrowd=1``): a van is no car in the
+literature's KITTI<->Cityscapes car task, but a detector that fires on one should not be
+punished, and DontCare marks objects KITTI did not label. The other types are not cars.
+"""
+from pathlib import Path
+
+from detectron2.structures import BoxMode
+from PIL import Image
+from tqdm import tqdm
+
+from .problems import DatasetError, Problems, require_dir
+
+CLASSES = ("car",)
+TYPES = ("Car", "Van", "Truck", "Pedestrian", "Person_sitting", "Cyclist", "Tram", "Misc",
+         "DontCare")
+IGNORED_TYPES = ("Van", "DontCare")
+
+
+def load_kitti_car(root):
+    """Returns (detectron2 dataset dicts, Problems) for ``root/training``."""
+    image_dir = require_dir(Path(root) / "training" / "image_2", "KITTI images")
+    label_dir = require_dir(Path(root) / "training" / "label_2", "KITTI labels")
+    problems = Problems()
+    dicts = []
+    labels = sorted(label_dir.glob("*.txt"))
+    if not labels:
+        raise DatasetError(f"no KITTI label files (*.txt) in {label_dir}")
+    for label_file in tqdm(labels, desc="KITTI labels", unit="file", mininterval=2):
+        image = image_dir / f"{label_file.stem}.png"
+        if not image.is_file():
+            problems.add(label_file, f"annotation without its image {image}")
+            continue
+        annotations = _parse(label_file, problems)
+        if annotations is None:
+            continue
+        try:
+            with Image.open(image) as im:
+                width, height = im.size
+        except OSError as e:
+            problems.add(image, f"unreadable image: {e}")
+            continue
+        dicts.append({"file_name": str(image), "image_id": label_file.stem, "height": height,
+                      "width": width, "annotations": annotations})
+    return dicts, problems
+
+
+def _parse(label_file, problems):
+    annotations = []
+    for number, line in enumerate(Path(label_file).read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        fields = line.split()
+        where = f"{label_file}:{number}"
+        if len(fields) != 15:
+            problems.add(where, f"expected 15 columns, found {len(fields)}")
+            return None
+        if fields[0] not in TYPES:
+            problems.add(where, f"unknown KITTI type {fields[0]!r}")
+            return None
+        try:
+            x0, y0, x1, y1 = map(float, fields[4:8])
+        except ValueError:
+            problems.add(where, f"box columns 5-8 are not numbers: {fields[4:8]}")
+            return None
+        if not (x1 > x0 and y1 > y0):
+            problems.add(where, f"empty box {[x0, y0, x1, y1]}")
+            return None
+        if fields[0] == "Car" or fields[0] in IGNORED_TYPES:
+            annotations.append({"bbox": [x0, y0, x1, y1], "bbox_mode": BoxMode.XYXY_ABS,
+                                "category_id": 0, "iscrowd": int(fields[0] != "Car")})
+    return annotations

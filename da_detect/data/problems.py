@@ -1,0 +1,37 @@
+"""What dataset loaders do with bad input.
+
+* :class:`DatasetError` (raised): the dataset cannot be used at all: a missing root or split
+  folder (the message names the path expected), or no images found.
+* :class:`Problems` (collected): a file that cannot be used drops its whole image, never part
+  of it, so no image is trained on with a box missing or wrong: an annotation without its
+  image, an unparsable file, a malformed line (``file:line``), an unknown class name. Each is
+  counted, logged, and listed in full by ``tools/check_dataset.py``.
+"""
+import logging
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+
+class DatasetError(ValueError):
+    """The dataset cannot be loaded; the message names the path or file at fault."""
+
+
+class Problems(list):
+    """``(path, message)`` pairs, one per skipped image or object."""
+
+    def add(self, path, message):
+        self.append((str(path), message))
+
+    def log(self, dataset_name):
+        if self:
+            shown = "\n".join(f"  {p}: {m}" for p, m in self[:10])
+            more = f"\n  ... and {len(self) - 10} more" if len(self) > 10 else ""
+            logger.warning(f"{dataset_name}: {len(self)} problems, each skipped:\n{shown}{more}")
+
+
+def require_dir(path, what):
+    path = Path(path)
+    if not path.is_dir():
+        raise DatasetError(f"{what}: expected the folder {path}, which does not exist")
+    return path

@@ -1,0 +1,36 @@
+"""Registering detection datasets whose loaders return (dicts, Problems), behind the cache."""
+from detectron2.data import DatasetCatalog, MetadataCatalog
+
+from .cache import cached
+from .problems import DatasetError
+
+_LOADERS = {}  # dataset name -> (load function, kwargs, function listing its source files)
+
+
+def register_detection_dataset(name, load, kwargs, source_files, **metadata):
+    """Register ``name``: ``load(**kwargs)`` -> (dicts, Problems), cached while the files
+    ``source_files()`` lists are unchanged. Replaces an earlier registration of ``name``."""
+    if name in DatasetCatalog.list():
+        DatasetCatalog.remove(name)
+        MetadataCatalog.remove(name)
+    _LOADERS[name] = (load, kwargs, source_files)
+    DatasetCatalog.register(name, lambda: _checked_dicts(name))
+    MetadataCatalog.get(name).set(evaluator_type="coco", **metadata)
+
+
+def load_with_problems(name):
+    """(dataset dicts, Problems) of a dataset registered here."""
+    load, kwargs, source_files = _LOADERS[name]
+    return cached(name, kwargs, source_files(), lambda: load(**kwargs))
+
+
+def registered_here(name):
+    return name in _LOADERS
+
+
+def _checked_dicts(name):
+    dicts, problems = load_with_problems(name)
+    problems.log(name)
+    if not dicts:
+        raise DatasetError(f"dataset {name!r} has no usable images ({len(problems)} problems)")
+    return dicts

@@ -1,0 +1,220 @@
+"""Loaders of the real benchmarks on small trees in their exact native layouts and formats."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from PIL import Image
+
+from conftest import REPO
+from da_detect.config import ConfigError, load_config
+from da_detect.data import cityscapes, kitti, voc
+from da_detect.data.builtin import register_cityscapes, register_kitti, register_sim10k
+from da_detect.data.problems import DatasetError
+
+BASE = "aachen_000000_000019"
+
+
+def write_image(path, width, height, fmt="PNG"):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.zeros((height, width, 3), np.uint8)).save(path, fmt)
+
+
+def cityscapes_tree(root, objects, city="aachen", base=BASE, split="train", foggy=True):
+    gt = root / "gtFine" / split / city / f"{base}_gtFine_polygons.json"
+    gt.parent.mkdir(parents=True, exist_ok=True)
+    gt.write_text(json.dumps({"imgHeight": 32, "imgWidth": 64, "objects": objects}))
+    write_image(root / "leftImg8bit" / split / city / f"{base}_leftImg8bit.png", 64, 32)
+    if foggy:
+        write_image(root / "leftImg8bit_foggy" / split / city /
+                    f"{base}_leftImg8bit_foggy_beta_0.02.png", 64, 32)
+    return gt
+
+
+def rect(x0, y0, x1, y1):
+    return [[x0, y0], [x1, y0], [x1, y1], [x0, y1]]
+
+
+CITYSCAPES_OBJECTS = [
+    {"label": "road", "polygon": rect(0, 16, 63, 31)},
+    {"label": "car", "polygon": rect(10, 10, 30, 20)},
+    {"label": "person", "polygon": rect(25, 5, 35, 25)},  # drawn over the car's right end
+    {"label": "cargroup", "polygon": rect(40, 12, 60, 18)},
+    {"label": "car", "polygon": rect(0, 0, 5, 5), "deleted": 1},
+    {"label": "bicycle", "polygon": rect(26, 10, 28, 12)},  # behind nothing, inside the person
+]
+
+
+def boxes(record, classes):
+    return sorted((classes[a["category_id"]], a["bbox"], a["iscrowd"])
+                  for a in record["annotations"])
+
+
+def test_cityscapes_boxes_are_visible_extents_and_groups_are_crowd(tmp_path):
+    cityscapes_tree(tmp_path, CITYSCAPES_OBJECTS)
+    dicts, problems = cityscapes.load_cityscapes_detection(
+        tmp_path / "leftImg8bit" / "train", tmp_path / "gtFine" / "train")
+    assert not problems and len(dicts) == 1
+    record = dicts[0]
+    assert (record["height"], record["width"]) == (32, 64)
+    assert record["file_name"].endswith(f"leftImg8bit/train/aachen/{BASE}_leftImg8bit.png")
+    # PIL fills polygon outlines: rect(10, 10, 30, 20) covers x 10..30, y 10..20 inclusive.
+    assert boxes(record, cityscapes.CLASSES) == [
+        ("bicycle", [26.0, 10.0, 29.0, 13.0], 0),
+        ("car", [10.0, 10.0, 25.0, 21.0], 0),  # the person hides x >= 25
+        ("car", [40.0, 12.0, 61.0, 19.0], 1),
+        ("person", [25.0, 5.0, 36.0, 26.0], 0),
+    ]
+
+
+def test_foggy_cityscapes_and_car_only_splits_are_registered(tmp_path):
+    cityscapes_tree(tmp_path / "cityscapes", CITYSCAPES_OBJECTS)
+    register_cityscapes(tmp_path)
+    foggy = DatasetCatalog.get("foggy_cityscapes_train_0.02")
+    assert foggy[0]["file_name"].endswith(f"{BASE}_leftImg8bit_foggy_beta_0.02.png")
+    car = DatasetCatalog.get("cityscapes_car_train")
+    assert MetadataCatalog.get("cityscapes_car_train").thing_classes == ["car"]
+    assert boxes(car[0], ["car"]) == [("car", [10.0, 10.0, 25.0, 21.0], 0),
+                                      ("car", [40.0, 12.0, 61.0, 19.0], 1)]
+    with pytest.raises(DatasetError, match="leftImg8bit_foggy/train"):
+        # no beta-0.01 images: every annotation lacks its image
+        DatasetCatalog.get("foggy_cityscapes_train_0.01")
+
+
+def test_cityscapes_bad_files_are_counted_skips(tmp_path):
+    cityscapes_tree(tmp_path, CITYSCAPES_OBJECTS)
+    broken = cityscapes_tree(tmp_path, [], base="aachen_000001_000019")
+    broken.write_text("{not json")
+    cityscapes_tree(tmp_path, [{"label": "spaceship", "polygon": rect(1, 1, 3, 3)}],
+                    base="aachen_000002_000019")
+    orphan = cityscapes_tree(tmp_path, CITYSCAPES_OBJECTS, base="aachen_000003_000019")
+    (tmp_path / "leftImg8bit" / "train" / "aachen" / "aachen_000003_000019_leftImg8bit.png").unlink()
+    dicts, problems = cityscapes.load_cityscapes_detection(
+        tmp_path / "leftImg8bit" / "train", tmp_path / "gtFine" / "train")
+    assert [d["image_id"] for d in dicts] == [BASE]
+    messages = dict(problems)
+    assert "not a Cityscapes polygon file: JSONDecodeError" in messages[str(broken)]
+    assert "unknown Cityscapes labels ['spaceship']" in " ".join(messages.values())
+    assert "annotation without its image" in messages[str(orphan)]
+
+
+def test_missing_root_names_the_expected_folder(tmp_path):
+    with pytest.raises(DatasetError, match=f"expected the folder {tmp_path}/nowhere/training/image_2"):
+        kitti.load_kitti_car(tmp_path / "nowhere")
+
+
+KITTI_LINES = [
+    "Car 0.00 0 -1.58 587.01 173.33 614.12 200.12 1.65 1.67 3.64 -0.65 1.71 46.70 -1.59",
+    "Van 0.00 0 1.75 280.38 185.10 344.90 215.59 1.78 1.64 4.39 -18.39 1.86 45.29 1.34",
+    "Pedestrian 0.00 0 -0.20 712.40 143.00 810.73 307.92 1.89 0.48 1.20 1.84 1.47 8.41 0.01",
+    "DontCare -1 -1 -10 503.89 169.71 590.61 190.13 -1 -1 -1 -1000 -1000 -1000 -10",
+]
+
+
+def kitti_tree(root, name, lines):
+    label = root / "training" / "label_2" / f"{name}.txt"
+    label.parent.mkdir(parents=True, exist_ok=True)
+    label.write_text("\n".join(lines) + "\n")
+    write_image(root / "training" / "image_2" / f"{name}.png", 1242, 375)
+    return label
+
+
+def test_kitti_car_with_van_and_dontcare_ignored(tmp_path):
+    kitti_tree(tmp_path / "kitti", "000000", KITTI_LINES)
+    register_kitti(tmp_path)
+    (record,) = DatasetCatalog.get("kitti_car_train")
+    assert (record["height"], record["width"]) == (375, 1242)
+    assert boxes(record, ["car"]) == [("car", [280.38, 185.10, 344.90, 215.59], 1),
+                                      ("car", [503.89, 169.71, 590.61, 190.13], 1),
+                                      ("car", [587.01, 173.33, 614.12, 200.12], 0)]
+
+
+def test_kitti_malformed_line_names_file_and_line(tmp_path):
+    kitti_tree(tmp_path, "000000", KITTI_LINES)
+    bad = kitti_tree(tmp_path, "000001", KITTI_LINES[:2] + ["Car 0.00 0 -1.58 587.01 173.33"])
+    typo = kitti_tree(tmp_path, "000002", ["Kar" + KITTI_LINES[0][3:]])
+    dicts, problems = kitti.load_kitti_car(tmp_path)
+    assert [d["image_id"] for d in dicts] == ["000000"]
+    assert (f"{bad}:3", "expected 15 columns, found 6") in problems
+    assert (f"{typo}:1", "unknown KITTI type 'Kar'") in problems
+
+
+def voc_xml(objects, width=1914, height=1052):
+    body = "".join(
+        f"<object><name>{name}</name><difficult>{int(difficult)}</difficult><bndbox>"
+        f"<xmin>{x0}</xmin><ymin>{y0}</ymin><xmax>{x1}</xmax><ymax>{y1}</ymax></bndbox></object>"
+        for name, (x0, y0, x1, y1), difficult in objects)
+    return (f"<annotation><folder>VOC2012</folder><filename>x.jpg</filename><size>"
+            f"<width>{width}</width><height>{height}</height><depth>3</depth></size>{body}"
+            "</annotation>")
+
+
+def sim10k_tree(root, image_id, objects):
+    xml = root / "Annotations" / f"{image_id}.xml"
+    xml.parent.mkdir(parents=True, exist_ok=True)
+    xml.write_text(voc_xml(objects))
+    write_image(root / "JPEGImages" / f"{image_id}.jpg", 1914, 1052, "JPEG")
+    return xml
+
+
+def test_sim10k_classes_and_car_only(tmp_path):
+    objects = [("car", (101, 201, 300, 400), False), ("person", (11, 21, 40, 90), False),
+               ("motorbike", (501, 501, 560, 580), True)]
+    sim10k_tree(tmp_path / "sim10k", "3384645", objects)
+    register_sim10k(tmp_path)
+    (record,) = DatasetCatalog.get("sim10k_train")
+    assert (record["height"], record["width"]) == (1052, 1914)
+    assert boxes(record, voc.SIM10K_CLASSES) == [("car", [100.0, 200.0, 300.0, 400.0], 0),
+                                                 ("motorbike", [500.0, 500.0, 560.0, 580.0], 1),
+                                                 ("person", [10.0, 20.0, 40.0, 90.0], 0)]
+    (car,) = DatasetCatalog.get("sim10k_car_train")
+    assert boxes(car, ["car"]) == [("car", [100.0, 200.0, 300.0, 400.0], 0)]
+
+
+def test_voc_unknown_class_and_broken_xml_are_counted_skips(tmp_path):
+    sim10k_tree(tmp_path, "1", [("car", (1, 1, 10, 10), False)])
+    unknown = sim10k_tree(tmp_path, "2", [("truck", (1, 1, 10, 10), False)])
+    broken = sim10k_tree(tmp_path, "3", [])
+    broken.write_text("<annotation><size>")
+    dicts, problems = voc.load_voc(tmp_path, None, ("car",), voc.SIM10K_CLASSES)
+    assert [d["image_id"] for d in dicts] == ["1"]
+    messages = dict(problems)
+    assert "unknown class 'truck'" in messages[str(unknown)]
+    assert "not a VOC annotation: ParseError" in messages[str(broken)]
+
+
+def test_user_domains_from_config_keys(tmp_path):
+    sim10k_tree(tmp_path / "voc", "a", [("car", (1, 1, 10, 10), False)])
+    (tmp_path / "voc" / "ImageSets" / "Main").mkdir(parents=True)
+    (tmp_path / "voc" / "ImageSets" / "Main" / "val.txt").write_text("a\n")
+    write_image(tmp_path / "unlabeled" / "frame1.png", 40, 30)
+    config = tmp_path / "domains.yaml"
+    config.write_text(
+        f'_BASE_: "{REPO}/configs/synthetic/Base-synthetic-R18-FPN.yaml"\n'
+        "DATASETS:\n"
+        f'  VOC_DOMAINS: [["my_voc_val", "{tmp_path}/voc", "val", "car"]]\n'
+        f'  IMAGE_FOLDER_DOMAINS: [["my_frames", "{tmp_path}/unlabeled"]]\n'
+        '  TEST: ("my_voc_val",)\n')
+    load_config(str(config))
+    assert DatasetCatalog.get("my_voc_val")[0]["annotations"][0]["bbox"] == [0.0, 0.0, 10.0, 10.0]
+    assert DatasetCatalog.get("my_frames") == [{
+        "file_name": str(tmp_path / "unlabeled" / "frame1.png"), "image_id": "frame1",
+        "height": 30, "width": 40}]
+    with pytest.raises(ConfigError, match="no such file"):
+        load_config(str(config), ["DATASETS.COCO_DOMAINS", "[['x', 'missing.json', 'imgs']]"])
+
+
+def test_check_dataset_tool_reports_counts_and_problems(tmp_path):
+    kitti_tree(tmp_path / "kitti", "000000", KITTI_LINES)
+    kitti_tree(tmp_path / "kitti", "000001", ["Car 1 2 3"])
+    result = subprocess.run([sys.executable, str(REPO / "tools" / "check_dataset.py"),
+                             "kitti_car_train", "cityscapes_val"], capture_output=True, text=True,
+                            env={"DA_DETECT_DATASETS": str(tmp_path),
+                                 "DA_DETECT_CACHE": str(tmp_path / "cache"), "PATH": ""})
+    assert result.returncode == 1
+    assert "kitti_car_train: 1 images, 3 boxes" in result.stdout
+    assert "| car (crowd/ignore) |       2 |" in result.stdout
+    assert "000001.txt:1: expected 15 columns, found 4" in result.stdout
+    assert "cityscapes_val: cannot be read: Cityscapes images: expected the folder" in result.stdout

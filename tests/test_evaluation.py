@@ -1,0 +1,52 @@
+"""Per-class AP50, COCO-style and VOC07 11-point, against answers worked out by hand."""
+import pytest
+import torch
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.structures import Boxes, BoxMode, Instances
+
+from da_detect.evaluation import COCOAP50Evaluator, VOC07AP50Evaluator
+
+# One image, two cars A and B and a crowd region C. Detections by score: C (ignored: it lies on
+# the crowd region), A (TP), a false positive, B (TP). Precision/recall after each counted
+# detection: (1, 1/2), (1/2, 1/2), (2/3, 1); interpolated precision is 1 up to recall 1/2, then 2/3.
+#   COCO, 101 recall points: 51 points at 1 and 50 at 2/3 -> (51 + 50 * 2/3) / 101
+#   VOC07, 11 recall points:  6 points at 1 and  5 at 2/3 -> ( 6 +  5 * 2/3) / 11
+COCO_AP50 = 100 * (51 + 50 * 2 / 3) / 101
+VOC07_AP50 = 100 * (6 + 5 * 2 / 3) / 11
+GT = [([10, 10, 30, 30], 0), ([50, 50, 80, 80], 0), ([0, 60, 20, 90], 1)]
+DETECTIONS = [([0, 60, 20, 90], 0.95), ([10, 10, 30, 30], 0.9), ([60, 0, 90, 20], 0.8),
+              ([50, 50, 80, 80], 0.7)]
+
+
+@pytest.fixture(scope="module")
+def dataset():
+    name = "ap50_hand_example"
+    if name not in DatasetCatalog.list():
+        DatasetCatalog.register(name, lambda: [{
+            "file_name": "x.png", "image_id": 1, "height": 100, "width": 100,
+            "annotations": [{"bbox": box, "bbox_mode": BoxMode.XYXY_ABS, "category_id": 0,
+                             "iscrowd": crowd} for box, crowd in GT]}])
+        MetadataCatalog.get(name).set(thing_classes=["car"])
+    return name
+
+
+def evaluate(evaluator):
+    instances = Instances((100, 100))
+    instances.pred_boxes = Boxes(torch.tensor([box for box, _ in DETECTIONS], dtype=torch.float))
+    instances.scores = torch.tensor([score for _, score in DETECTIONS])
+    instances.pred_classes = torch.zeros(len(DETECTIONS), dtype=torch.long)
+    evaluator.reset()
+    evaluator.process([{"image_id": 1, "height": 100, "width": 100}], [{"instances": instances}])
+    return evaluator.evaluate()["bbox"]
+
+
+def test_coco_ap50_matches_hand_computation(dataset, tmp_path):
+    results = evaluate(COCOAP50Evaluator(dataset, output_dir=str(tmp_path), distributed=False))
+    assert results["AP50-car"] == pytest.approx(COCO_AP50, abs=1e-3)
+    assert results["AP50"] == pytest.approx(COCO_AP50, abs=1e-3)
+
+
+def test_voc07_ap50_matches_hand_computation(dataset):
+    results = evaluate(VOC07AP50Evaluator(dataset, distributed=False))
+    assert results["AP50-car"] == pytest.approx(VOC07_AP50, abs=1e-6)
+    assert results["AP50"] == pytest.approx(VOC07_AP50, abs=1e-6)

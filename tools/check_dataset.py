@@ -1,0 +1,70 @@
+#!/usr/bin/env python
+"""Check registered datasets and print, per split, the images found, the boxes per class (crowd /
+ignore regions apart) and every problem met while reading them.
+
+    python tools/check_dataset.py cityscapes_car_train foggy_cityscapes_val_0.02 kitti_car_train
+    python tools/check_dataset.py --config-file my_domains.yaml my_target_train
+
+Exits non-zero if a split cannot be read at all or any problem was met.
+"""
+import argparse
+import collections
+import sys
+
+import da_detect  # noqa: F401
+from da_detect.config import ConfigError, load_config
+from da_detect.data.problems import DatasetError, Problems
+from da_detect.data.registry import load_with_problems, registered_here
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from tabulate import tabulate
+
+
+def check(name):
+    """(number of images, Counter of boxes per class name, Problems)."""
+    if registered_here(name):
+        dicts, problems = load_with_problems(name)
+    else:
+        dicts, problems = DatasetCatalog.get(name), Problems()
+    classes = MetadataCatalog.get(name).get("thing_classes") or []
+    boxes = collections.Counter()
+    for d in dicts:
+        for a in d.get("annotations", []):
+            label = classes[a["category_id"]] if a["category_id"] < len(classes) else a["category_id"]
+            boxes[f"{label} (crowd/ignore)" if a.get("iscrowd") else label] += 1
+    return len(dicts), boxes, problems
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("datasets", nargs="+", help="registered dataset names")
+    parser.add_argument("--config-file", help="a config whose DATASETS.*_DOMAINS to register")
+    args = parser.parse_args()
+    if args.config_file:
+        try:
+            load_config(args.config_file)
+        except ConfigError as e:
+            sys.exit(f"error: {e}")
+    failed = False
+    for name in args.datasets:
+        if name not in DatasetCatalog.list():
+            print(f"{name}: not a registered dataset name")
+            failed = True
+            continue
+        try:
+            images, boxes, problems = check(name)
+        except DatasetError as e:
+            print(f"{name}: cannot be read: {e}")
+            failed = True
+            continue
+        print(f"{name}: {images} images, {sum(boxes.values())} boxes")
+        if boxes:
+            print(tabulate(sorted(boxes.items()), headers=["class", "boxes"], tablefmt="pipe"))
+        for path, message in problems:
+            print(f"  problem: {path}: {message}")
+        failed |= bool(problems)
+        print()
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
