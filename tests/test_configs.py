@@ -1,0 +1,61 @@
+"""Every config under configs/ loads; the paper's VGG16 detector builds, converts and trains."""
+import copy
+
+import pytest
+import torch
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.data import DatasetCatalog, DatasetMapper
+from detectron2.modeling import build_model
+from detectron2.utils.events import EventStorage
+from torchvision.models import vgg16
+
+from conftest import REPO
+from da_detect.config import load_config
+from da_detect.modeling.vgg import torchvision_vgg16_to_detectron2
+
+CONFIGS = sorted(p for p in (REPO / "configs").rglob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(p.relative_to(REPO / "configs")))
+def test_config_loads(path):
+    cfg = load_config(str(path))
+    if cfg.DATASETS.TARGET_TRAIN:
+        assert cfg.MODEL.META_ARCHITECTURE == "DomainAdaptiveRCNN"
+
+
+def test_adaptation_settings_have_source_only_twins():
+    for setting in ("sim10k_to_cityscapes", "kitti_to_cityscapes", "cityscapes_to_kitti",
+                    "cityscapes_to_foggy"):
+        da = load_config(str(REPO / "configs" / setting / "da_faster_rcnn_VGG16.yaml"))
+        twin = load_config(str(REPO / "configs" / setting / "faster_rcnn_VGG16_source_only.yaml"))
+        assert da.DATASETS.TRAIN == twin.DATASETS.TRAIN and da.DATASETS.TEST == twin.DATASETS.TEST
+        assert twin.MODEL.META_ARCHITECTURE == "GeneralizedRCNN" and not twin.DATASETS.TARGET_TRAIN
+        assert (da.MODEL.DA.LOSS_WEIGHT, da.SOLVER.BASE_LR, da.SOLVER.IMS_PER_BATCH,
+                da.SOLVER.TARGET_IMS_PER_BATCH, da.INPUT.MIN_SIZE_TRAIN) == (0.1, 0.001, 1, 1, (600,))
+
+
+def test_vgg16_starts_from_a_torchvision_checkpoint_and_trains(tmp_path):
+    torchvision_weights = vgg16(weights=None).state_dict()
+    torch.save({"model": torchvision_vgg16_to_detectron2(torchvision_weights)},
+               tmp_path / "vgg16.pth")
+    cfg = load_config(str(REPO / "configs" / "cityscapes_to_foggy" / "da_faster_rcnn_VGG16.yaml"),
+                      ["MODEL.DEVICE", "cpu", "MODEL.ROI_HEADS.NUM_CLASSES", "3",
+                       "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "8",
+                       "MODEL.DA.INSTANCE.TARGET_PROPOSALS", "8",
+                       "INPUT.MIN_SIZE_TRAIN", "(128,)", "INPUT.MAX_SIZE_TRAIN", "160"])
+    model = build_model(cfg)
+    DetectionCheckpointer(model).load(str(tmp_path / "vgg16.pth"))
+    loaded = model.backbone.features[0].weight
+    assert torch.equal(loaded, torchvision_weights["features.0.weight"])
+    assert torch.equal(model.roi_heads.box_head.fc2.weight, torchvision_weights["classifier.3.weight"])
+    assert not loaded.requires_grad and model.backbone.features[10].weight.requires_grad
+
+    mapper = DatasetMapper(cfg, is_train=True)
+    batch = [dict(mapper(copy.deepcopy(d)), domain=domain) for domain, name in
+             ((0, "synthetic_clean_val"), (1, "synthetic_foggy_val"))
+             for d in DatasetCatalog.get(name)[:1]]
+    with EventStorage():
+        losses = model.train()(batch)
+    assert {"loss_cls", "loss_da_image", "loss_da_instance", "loss_da_consistency"} <= set(losses)
+    sum(losses.values()).backward()
+    assert model.instance_classifier.fc1.in_features == 4096
