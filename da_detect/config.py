@@ -19,6 +19,7 @@ from .data.problems import DatasetError
 
 GRL_SCHEDULES = ("constant", "dann")
 AP_METHODS = ("coco", "voc07")
+WANDB_MODES = ("offline", "online", "disabled")
 
 
 class ConfigError(ValueError):
@@ -38,6 +39,13 @@ def add_da_config(cfg):
 
     # Per-class AP50 as COCO computes it ("coco") or as PASCAL VOC 2007 does (11-point, "voc07").
     cfg.TEST.AP_METHOD = "coco"
+
+    # Experiment tracking with Weights & Biases, beside TensorBoard (see engine/wandb_writer.py).
+    cfg.WANDB = CN()
+    cfg.WANDB.ENABLED = True
+    cfg.WANDB.MODE = "offline"  # "online" to upload as you train (needs network and a login)
+    cfg.WANDB.PROJECT = "da-detect"
+    cfg.WANDB.NAME = ""  # empty: wandb picks one
 
     cfg.MODEL.DA = CN()
     cfg.MODEL.DA.LOSS_WEIGHT = 0.1  # lambda of Eq. (8)
@@ -85,6 +93,8 @@ def check_da_config(cfg):
     require(da.GRL_GAMMA > 0, "MODEL.DA.GRL_GAMMA", da.GRL_GAMMA, "must be > 0")
     require(cfg.TEST.AP_METHOD in AP_METHODS, "TEST.AP_METHOD", cfg.TEST.AP_METHOD,
             f"must be one of {AP_METHODS}")
+    require(cfg.WANDB.MODE in WANDB_MODES, "WANDB.MODE", cfg.WANDB.MODE,
+            f"must be one of {WANDB_MODES}")
     for part in ("IMAGE", "INSTANCE", "CONSISTENCY"):
         weight = da[part].LOSS_WEIGHT
         require(weight >= 0, f"MODEL.DA.{part}.LOSS_WEIGHT", weight, "must be >= 0")

@@ -7,6 +7,7 @@ import pytest
 from conftest import SYNTHETIC_DA, SYNTHETIC_FPN, run_train_net
 
 QUICK = ["SOLVER.WARMUP_ITERS", "10", "SOLVER.STEPS", "()", "DATALOADER.NUM_WORKERS", "0",
+         "WANDB.ENABLED", "False",
          "DATASETS.TEST", "('synthetic_foggy_val',)"]
 
 

@@ -9,6 +9,7 @@ from detectron2.utils import comm
 
 from ..data.adaptation_loader import build_adaptation_train_loader
 from ..evaluation import COCOAP50Evaluator, VOC07AP50Evaluator
+from .wandb_writer import WandbWriter
 
 
 class TrainingProgress(hooks.HookBase):
@@ -51,6 +52,13 @@ class DATrainer(DefaultTrainer):
             by_split = results if len(cfg.DATASETS.TEST) > 1 else {cfg.DATASETS.TEST[0]: results}
             save_results(by_split, cfg.OUTPUT_DIR)
         return results
+
+    def build_writers(self):
+        """detectron2's writers (console, metrics.json, TensorBoard), and wandb when enabled."""
+        writers = super().build_writers()
+        if self.cfg.WANDB.ENABLED:
+            writers.append(WandbWriter(self.cfg))
+        return writers
 
     def build_hooks(self):
         return [TrainingProgress()] + super().build_hooks()
