@@ -2,6 +2,7 @@
 """Train or evaluate a detector, domain-adaptive or not, with detectron2's command line:
 
     python tools/train_net.py --config-file CONFIG [--eval-only] [--resume] [--num-gpus N] [KEY VALUE ...]
+    torchrun --nproc_per_node N tools/train_net.py --config-file CONFIG ...   (CPU or GPU)
 
 Logs, metrics (metrics.json, TensorBoard), checkpoints and evaluation results go to OUTPUT_DIR.
 """
@@ -10,8 +11,9 @@ import sys
 import da_detect  # noqa: F401  (detectron2 compatibility, registrations; before detectron2)
 from da_detect.config import ConfigError, load_config
 from da_detect.engine import DATrainer
+from da_detect.engine.launch import launch_main
 from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.engine import default_argument_parser, default_setup, launch
+from detectron2.engine import default_argument_parser, default_setup
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
@@ -40,6 +42,4 @@ def main(args):
 
 
 if __name__ == "__main__":
-    args = default_argument_parser().parse_args()
-    launch(main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
-           dist_url=args.dist_url, args=(args,))
+    launch_main(main, default_argument_parser().parse_args())

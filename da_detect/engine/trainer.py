@@ -9,6 +9,7 @@ from detectron2.utils import comm
 
 from ..data.adaptation_loader import build_adaptation_train_loader
 from ..evaluation import COCOAP50Evaluator, VOC07AP50Evaluator
+from .launch import ddp_for_cpu_models
 from .wandb_writer import WandbWriter
 
 
@@ -29,6 +30,10 @@ class DATrainer(DefaultTrainer):
     by an unlabeled target batch (:func:`build_adaptation_train_loader`); otherwise it is
     detectron2's usual training loader (source-only and oracle baselines).
     """
+
+    def __init__(self, cfg):
+        with ddp_for_cpu_models():
+            super().__init__(cfg)
 
     @classmethod
     def build_train_loader(cls, cfg):

@@ -1,0 +1,63 @@
+"""Starting one or many training processes.
+
+* One process, or several GPUs on one machine: detectron2's ``launch`` (``--num-gpus``).
+* Anything else, CPU included: ``torchrun`` (env:// rendezvous), e.g.
+  ``torchrun --nproc_per_node 2 tools/train_net.py --config-file ...``; the process group uses
+  gloo on CPU and NCCL on GPU. detectron2 v0.6's ``launch`` asserts CUDA, hence this path.
+"""
+import contextlib
+import os
+
+import torch
+import torch.distributed as dist
+from detectron2.engine import defaults, launch
+from detectron2.utils import comm
+
+
+def started_by_torchrun():
+    return "LOCAL_RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+def init_torchrun_process_group():
+    """Join torchrun's process group and give detectron2's ``comm`` its per-machine group."""
+    local_rank = int(os.environ["LOCAL_RANK"])
+    local_size = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ["WORLD_SIZE"]))
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local_rank)
+    dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo", init_method="env://")
+    machines = dist.get_world_size() // local_size
+    for machine in range(machines):
+        group = dist.new_group(list(range(machine * local_size, (machine + 1) * local_size)))
+        if dist.get_rank() // local_size == machine:
+            comm._LOCAL_PROCESS_GROUP = group
+    comm.synchronize()
+
+
+def launch_main(main, args):
+    """Run ``main(args)`` in this process under torchrun, else through detectron2's launch."""
+    if started_by_torchrun():
+        init_torchrun_process_group()
+        return main(args)
+    if args.num_gpus > 1 and not torch.cuda.is_available():
+        raise SystemExit(f"error: --num-gpus {args.num_gpus} needs CUDA; on CPU run "
+                         f"torchrun --nproc_per_node {args.num_gpus} tools/train_net.py ...")
+    return launch(main, args.num_gpus, num_machines=args.num_machines,
+                  machine_rank=args.machine_rank, dist_url=args.dist_url, args=(args,))
+
+
+@contextlib.contextmanager
+def ddp_for_cpu_models():
+    """detectron2 v0.6's ``create_ddp_model`` passes ``device_ids=[local rank]`` even for a model
+    on the CPU, which DistributedDataParallel rejects; inside this block, CPU models get none."""
+    original = defaults.create_ddp_model
+
+    def create_ddp_model(model, **kwargs):
+        if next(model.parameters()).device.type == "cpu":
+            kwargs.setdefault("device_ids", None)
+        return original(model, **kwargs)
+
+    defaults.create_ddp_model = create_ddp_model
+    try:
+        yield
+    finally:
+        defaults.create_ddp_model = original

@@ -1,0 +1,20 @@
+"""One torchrun worker for test_distributed.py: adaptation training with DATrainer, then this
+rank's parameters saved to OUTPUT_DIR/params_rank<r>.pt. Args: CONFIG [KEY VALUE ...]."""
+import sys
+
+import torch
+
+import da_detect  # noqa: F401
+from da_detect.config import load_config
+from da_detect.engine import DATrainer
+from da_detect.engine.launch import init_torchrun_process_group
+from detectron2.utils import comm
+
+init_torchrun_process_group()
+cfg = load_config(sys.argv[1], sys.argv[2:])
+cfg.freeze()
+trainer = DATrainer(cfg)
+trainer.resume_or_load(resume=False)
+trainer.train()
+model = getattr(trainer.model, "module", trainer.model)
+torch.save(model.state_dict(), f"{cfg.OUTPUT_DIR}/params_rank{comm.get_rank()}.pt")
