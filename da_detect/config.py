@@ -37,6 +37,9 @@ def add_da_config(cfg):
     # Target images per step, over all processes; -1: the same as SOLVER.IMS_PER_BATCH.
     cfg.SOLVER.TARGET_IMS_PER_BATCH = -1
 
+    # Unpickle checkpoints that torch.load(weights_only=True) refuses (see da_detect/checkpoint.py).
+    cfg.MODEL.ALLOW_UNSAFE_PICKLE = False
+
     # Per-class AP50 as COCO computes it ("coco") or as PASCAL VOC 2007 does (11-point, "voc07").
     cfg.TEST.AP_METHOD = "coco"
 

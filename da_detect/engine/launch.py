@@ -5,12 +5,11 @@
   ``torchrun --nproc_per_node 2 tools/train_net.py --config-file ...``; the process group uses
   gloo on CPU and NCCL on GPU. detectron2 v0.6's ``launch`` asserts CUDA, hence this path.
 """
-import contextlib
 import os
 
 import torch
 import torch.distributed as dist
-from detectron2.engine import defaults, launch
+from detectron2.engine import launch
 from detectron2.utils import comm
 
 
@@ -43,21 +42,3 @@ def launch_main(main, args):
                          f"torchrun --nproc_per_node {args.num_gpus} tools/train_net.py ...")
     return launch(main, args.num_gpus, num_machines=args.num_machines,
                   machine_rank=args.machine_rank, dist_url=args.dist_url, args=(args,))
-
-
-@contextlib.contextmanager
-def ddp_for_cpu_models():
-    """detectron2 v0.6's ``create_ddp_model`` passes ``device_ids=[local rank]`` even for a model
-    on the CPU, which DistributedDataParallel rejects; inside this block, CPU models get none."""
-    original = defaults.create_ddp_model
-
-    def create_ddp_model(model, **kwargs):
-        if next(model.parameters()).device.type == "cpu":
-            kwargs.setdefault("device_ids", None)
-        return original(model, **kwargs)
-
-    defaults.create_ddp_model = create_ddp_model
-    try:
-        yield
-    finally:
-        defaults.create_ddp_model = original

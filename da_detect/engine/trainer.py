@@ -2,14 +2,18 @@
 import json
 import os
 import time
+import weakref
 from pathlib import Path
 
-from detectron2.engine import DefaultTrainer, hooks
+from detectron2.engine import DefaultTrainer, TrainerBase, hooks
 from detectron2.utils import comm
+from torch.nn.parallel import DistributedDataParallel
 
-from ..data.adaptation_loader import build_adaptation_train_loader
+from ..checkpoint import DACheckpointer
+from ..data.train_loader import build_train_loader
 from ..evaluation import COCOAP50Evaluator, VOC07AP50Evaluator
-from .launch import ddp_for_cpu_models
+from .finite_loss import FiniteLossAMPTrainer, FiniteLossTrainer
+from .training_state import TrainingState
 from .wandb_writer import WandbWriter
 
 
@@ -24,22 +28,64 @@ class TrainingProgress(hooks.HookBase):
 
 
 class DATrainer(DefaultTrainer):
-    """detectron2's DefaultTrainer, with adaptation data and per-class AP50 evaluation.
+    """detectron2's DefaultTrainer, with adaptation data, per-class AP50 evaluation, and training
+    that survives faults.
 
-    When ``DATASETS.TARGET_TRAIN`` is set, each step's batch is a labeled source batch followed
-    by an unlabeled target batch (:func:`build_adaptation_train_loader`); otherwise it is
-    detectron2's usual training loader (source-only and oracle baselines).
+    * Each step's batch is a labeled source batch, followed by an unlabeled target batch when
+      ``DATASETS.TARGET_TRAIN`` is set (:func:`build_train_loader`).
+    * Checkpoints are written atomically and loaded safely (:class:`DACheckpointer`); they hold
+      the data seed, random states and recent logged scalars too, so ``--resume`` after a kill
+      continues exactly as the uninterrupted run: same steps, learning rate, GRL schedule, data
+      and random draws (bit for bit on CPU).
+    * A NaN or infinite loss stops training before the weights take it
+      (:class:`NonFiniteLossError`).
     """
 
     def __init__(self, cfg):
-        with ddp_for_cpu_models():
-            super().__init__(cfg)
+        TrainerBase.__init__(self)
+        cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
+        model = self.build_model(cfg)
+        optimizer = self.build_optimizer(cfg, model)
+        data_loader = self.build_train_loader(cfg)
+        if comm.get_world_size() > 1:
+            # detectron2 v0.6's create_ddp_model names a GPU even for a model on the CPU.
+            on_gpu = next(model.parameters()).device.type == "cuda"
+            model = DistributedDataParallel(
+                model, device_ids=[comm.get_local_rank()] if on_gpu else None,
+                broadcast_buffers=False)
+        trainer = FiniteLossAMPTrainer if cfg.SOLVER.AMP.ENABLED else FiniteLossTrainer
+        self._trainer = trainer(model, data_loader, optimizer)
+        self.scheduler = self.build_lr_scheduler(cfg, optimizer)
+        self.checkpointer = DACheckpointer(
+            model, cfg.OUTPUT_DIR, allow_unsafe_pickle=cfg.MODEL.ALLOW_UNSAFE_PICKLE,
+            trainer=weakref.proxy(self), data=data_loader)
+        self.start_iter = 0
+        self.max_iter = cfg.SOLVER.MAX_ITER
+        self.cfg = cfg
+        self.register_hooks(self.build_hooks())
+
+    def resume_or_load(self, resume=True):
+        """detectron2's, then the data stream moves on to the first step to run."""
+        super().resume_or_load(resume)
+        if self.start_iter:
+            self.data_loader.start_at(self.start_iter)
+            # SimpleTrainer took its iterator at construction; take a new one from this step.
+            self._trainer._data_loader_iter = iter(self.data_loader)
+
+    def state_dict(self):
+        """detectron2 v0.6's DefaultTrainer leaves out the optimizer (momentum, current learning
+        rate) and AMP's grad scaler; they are saved here."""
+        state = super().state_dict()
+        state["_trainer"] = self._trainer.state_dict()
+        return state
+
+    def load_state_dict(self, state):
+        super().load_state_dict(state)
+        self._trainer.load_state_dict(state["_trainer"])
 
     @classmethod
     def build_train_loader(cls, cfg):
-        if cfg.DATASETS.TARGET_TRAIN:
-            return build_adaptation_train_loader(cfg)
-        return super().build_train_loader(cfg)
+        return build_train_loader(cfg)
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
@@ -66,7 +112,7 @@ class DATrainer(DefaultTrainer):
         return writers
 
     def build_hooks(self):
-        return [TrainingProgress()] + super().build_hooks()
+        return [TrainingProgress(), TrainingState()] + super().build_hooks()
 
 
 def save_results(results, output_dir):

@@ -1,0 +1,158 @@
+"""The training data: each step, a labeled source batch and, when adapting, an unlabeled target
+batch, drawn so that a resumed run replays the uninterrupted run's batches exactly."""
+import logging
+import random
+
+import numpy as np
+import torch
+from detectron2.data import DatasetCatalog, DatasetMapper, MetadataCatalog
+from detectron2.data.build import (
+    filter_images_with_only_crowd_annotations,
+    print_instances_class_histogram,
+    trivial_batch_collator,
+)
+from detectron2.data.common import DatasetFromList
+from detectron2.utils import comm
+
+from ..modeling.meta_arch import SOURCE, TARGET
+from .problems import DatasetError
+from .resumable_sampler import ResumableBatchSampler
+
+logger = logging.getLogger(__name__)
+
+
+class SeededMapDataset(torch.utils.data.Dataset):
+    """Maps ``(index, sample seed)`` to ``mapper(dataset[index])`` with numpy's and Python's
+    random generators seeded by the sample seed (their state is restored afterwards)."""
+
+    def __init__(self, dataset_dicts, mapper):
+        self.dataset = DatasetFromList(dataset_dicts, copy=False)
+        self.mapper = mapper
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, index_and_seed):
+        index, seed = index_and_seed
+        numpy_state, python_state = np.random.get_state(), random.getstate()
+        sample_seed = int(np.random.SeedSequence(seed).generate_state(1)[0])
+        np.random.seed(sample_seed)
+        random.seed(sample_seed)
+        try:
+            return self.mapper(self.dataset[index])
+        finally:
+            np.random.set_state(numpy_state)
+            random.setstate(python_state)
+
+
+class TrainLoader:
+    """Iterates over training steps: the concatenated batches of its data loaders (source first).
+
+    Its state (the data seed) is checkpointed; :meth:`start_at` makes the next iteration begin at
+    a given step.
+    """
+
+    def __init__(self, loaders, seed):
+        self.loaders = loaders
+        self.seed = seed
+
+    def __iter__(self):
+        for batches in zip(*self.loaders):
+            yield [x for batch in batches for x in batch]
+
+    def start_at(self, step):
+        for loader in self.loaders:
+            loader.batch_sampler.start = step
+
+    def state_dict(self):
+        return {"seed": self.seed}
+
+    def load_state_dict(self, state):
+        self.seed = state["seed"]
+        for offset, loader in enumerate(self.loaders):
+            loader.batch_sampler.seed = self.seed + offset
+
+
+def unlabeled(dataset_dicts):
+    """Copies of the dicts without their annotations, marked as target: no label can leak."""
+    return [{k: v for k, v in d.items() if k != "annotations"} | {"domain": TARGET}
+            for d in dataset_dicts]
+
+
+def target_batch_size(cfg):
+    size = cfg.SOLVER.TARGET_IMS_PER_BATCH
+    return cfg.SOLVER.IMS_PER_BATCH if size == -1 else size
+
+
+def check_same_classes(cfg):
+    """Source and target datasets must name the same classes, in the same order."""
+    reference_name = cfg.DATASETS.TRAIN[0]
+    reference = MetadataCatalog.get(reference_name).get("thing_classes")
+    for name in list(cfg.DATASETS.TRAIN[1:]) + list(cfg.DATASETS.TARGET_TRAIN):
+        classes = MetadataCatalog.get(name).get("thing_classes")
+        if classes is not None and reference is not None and list(classes) != list(reference):
+            raise DatasetError(f"dataset {name!r} has classes {list(classes)}, but "
+                               f"{reference_name!r} has {list(reference)}: source and target "
+                               f"must share one class list")
+
+
+def load_training_dicts(names, key):
+    """The dataset dicts of every split in ``names`` (config key ``key``); an empty one is an
+    error naming it."""
+    dicts = []
+    for name in names:
+        split = DatasetCatalog.get(name)
+        if not split:
+            raise DatasetError(f"{key}: dataset {name!r} has no images")
+        dicts.extend(split)
+    return dicts
+
+
+def source_dicts(cfg):
+    dicts = load_training_dicts(cfg.DATASETS.TRAIN, "DATASETS.TRAIN")
+    if cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS:
+        dicts = filter_images_with_only_crowd_annotations(dicts)
+        if not dicts:
+            raise DatasetError(f"DATASETS.TRAIN {list(cfg.DATASETS.TRAIN)}: no image has a "
+                               f"non-crowd box to train on")
+    classes = MetadataCatalog.get(cfg.DATASETS.TRAIN[0]).get("thing_classes")
+    if classes:
+        print_instances_class_histogram(dicts, classes)
+    for d in dicts:
+        d["domain"] = SOURCE
+    return dicts
+
+
+def build_train_loader(cfg):
+    """A :class:`TrainLoader` over DATASETS.TRAIN (labeled, SOLVER.IMS_PER_BATCH images per step
+    over all processes) and, when DATASETS.TARGET_TRAIN is set, over it too (annotations dropped,
+    SOLVER.TARGET_IMS_PER_BATCH images per step). Images without objects are kept on the target
+    side: unlabeled data has no annotations to filter by."""
+    if cfg.DATALOADER.SAMPLER_TRAIN != "TrainingSampler":
+        raise DatasetError(f"DATALOADER.SAMPLER_TRAIN = {cfg.DATALOADER.SAMPLER_TRAIN!r}: "
+                           f"only 'TrainingSampler' is supported")
+    check_same_classes(cfg)
+    datasets = [(source_dicts(cfg), cfg.SOLVER.IMS_PER_BATCH)]
+    if cfg.DATASETS.TARGET_TRAIN:
+        target = unlabeled(load_training_dicts(cfg.DATASETS.TARGET_TRAIN, "DATASETS.TARGET_TRAIN"))
+        datasets.append((target, target_batch_size(cfg)))
+    logger.info("Training data: " + ", ".join(
+        f"{len(dicts)} {role} images, {size} per step"
+        for role, (dicts, size) in zip(("source", "target"), datasets)))
+    seed = cfg.SEED if cfg.SEED >= 0 else comm.shared_random_seed()
+    mapper = DatasetMapper(cfg, is_train=True)
+    loaders = []
+    for offset, (dicts, total_batch_size) in enumerate(datasets):
+        world = comm.get_world_size()
+        if total_batch_size % world:
+            raise DatasetError(f"{total_batch_size} images per step cannot be split evenly "
+                               f"over {world} processes")
+        sampler = ResumableBatchSampler(dicts, total_batch_size // world, seed + offset,
+                                        cfg.DATALOADER.ASPECT_RATIO_GROUPING)
+        loaders.append(torch.utils.data.DataLoader(
+            SeededMapDataset(dicts, mapper), batch_sampler=sampler,
+            num_workers=cfg.DATALOADER.NUM_WORKERS, collate_fn=trivial_batch_collator,
+            # Its own generator: making workers draws nothing from torch's global one, which
+            # training's checkpoints restore.
+            generator=torch.Generator().manual_seed(seed + offset)))
+    return TrainLoader(loaders, seed)

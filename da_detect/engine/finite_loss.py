@@ -1,0 +1,31 @@
+"""The NaN/Inf guard: training stops before a non-finite loss can reach the weights."""
+import math
+
+from detectron2.engine import AMPTrainer, SimpleTrainer
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss term became NaN or infinite; the message names the iteration and the terms."""
+
+
+class FiniteLossCheck:
+    """Before the optimizer step, checks every loss term of this process; on NaN or Inf raises
+    :class:`NonFiniteLossError` naming the iteration and the bad terms. The step is not taken, and
+    nothing saved before is touched."""
+
+    def _write_metrics(self, loss_dict, data_time, prefix=""):
+        values = {name: loss.detach().item() for name, loss in loss_dict.items()}
+        bad = {name: value for name, value in values.items() if not math.isfinite(value)}
+        if bad:
+            terms = ", ".join(f"{name}={value}" for name, value in sorted(bad.items()))
+            raise NonFiniteLossError(f"iteration {self.iter}: loss became non-finite: {terms} "
+                                     f"(the weights were not updated with it)")
+        super()._write_metrics(loss_dict, data_time, prefix)
+
+
+class FiniteLossTrainer(FiniteLossCheck, SimpleTrainer):
+    """detectron2's SimpleTrainer with the NaN/Inf guard."""
+
+
+class FiniteLossAMPTrainer(FiniteLossCheck, AMPTrainer):
+    """detectron2's AMPTrainer (mixed precision on GPU) with the NaN/Inf guard."""

@@ -1,0 +1,169 @@
+"""Training that survives faults: resume after SIGKILL equals an uninterrupted run, atomic
+checkpoints, the NaN/Inf guard, safe checkpoint loading, and clear errors for bad training data."""
+import argparse
+import itertools
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from torch import nn
+
+from conftest import REPO, SYNTHETIC_DA, SYNTHETIC_FPN, run_train_net
+from da_detect.checkpoint import CheckpointError, DACheckpointer
+from da_detect.config import load_config
+from da_detect.engine import DATrainer
+from da_detect.engine.finite_loss import NonFiniteLossError
+
+RUN = ["SOLVER.WARMUP_ITERS", "4", "SOLVER.STEPS", "(12,)", "SOLVER.MAX_ITER", "24",
+       "SOLVER.CHECKPOINT_PERIOD", "8", "DATALOADER.NUM_WORKERS", "1", "DATASETS.TEST", "()",
+       "WANDB.ENABLED", "False"]
+UNTIMED = {"time", "data_time", "eta_seconds", "iteration"}
+
+
+def logged(output_dir):
+    """iteration -> the scalars last logged for it (a killed run may have logged it before)."""
+    by_iteration = {}
+    for line in (output_dir / "metrics.json").read_text().splitlines():
+        entry = json.loads(line)
+        by_iteration[entry["iteration"]] = {k: v for k, v in entry.items() if k not in UNTIMED}
+    return by_iteration
+
+
+def train_net_command(output_dir, *extra):
+    return [sys.executable, str(REPO / "tools" / "train_net.py"), "--config-file",
+            str(SYNTHETIC_DA), *extra, *RUN, "OUTPUT_DIR", str(output_dir)]
+
+
+def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path):
+    uninterrupted, killed = tmp_path / "uninterrupted", tmp_path / "killed"
+    subprocess.run(train_net_command(uninterrupted), check=True, capture_output=True, cwd=REPO)
+
+    process = subprocess.Popen(train_net_command(killed), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, cwd=REPO, start_new_session=True)
+    tag, deadline = killed / "last_checkpoint", time.time() + 300
+    while not (tag.exists() and tag.read_text() == "model_0000007.pth"):
+        assert process.poll() is None and time.time() < deadline, "no checkpoint at iteration 7"
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (killed / "model_final.pth").exists()
+
+    result = subprocess.run(train_net_command(killed, "--resume"), capture_output=True, text=True,
+                            cwd=REPO)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Starting training from iteration 8" in (killed / "log.txt").read_text()
+
+    expected = torch.load(uninterrupted / "model_final.pth")
+    resumed = torch.load(killed / "model_final.pth")
+    assert expected["iteration"] == resumed["iteration"] == 23
+    for key, value in expected["model"].items():
+        assert torch.equal(value, resumed["model"][key]), key
+    assert logged(uninterrupted) == logged(killed)
+    assert set(logged(killed)) == {19, 23}
+    assert {"loss_da_image", "loss_da_instance", "lr"} <= set(logged(killed)[23])
+
+
+def test_a_save_cut_short_leaves_the_last_complete_checkpoint(tmp_path, monkeypatch):
+    model = nn.Linear(3, 2)
+    checkpointer = DACheckpointer(model, str(tmp_path))
+    checkpointer.save("model_final")
+    saved = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        model.weight.add_(1.0)
+
+    def save_cut_short(data, f):
+        f.write(b"PK\x03\x04 half a zip")
+        raise KeyboardInterrupt  # the process is stopped in the middle of the write
+
+    monkeypatch.setattr(torch, "save", save_cut_short)
+    with pytest.raises(KeyboardInterrupt):
+        checkpointer.save("model_final")
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last_checkpoint", "model_final.pth"]
+    assert (tmp_path / "last_checkpoint").read_text() == "model_final.pth"
+    checkpointer.resume_or_load("", resume=True)
+    for key, value in saved.items():
+        assert torch.equal(model.state_dict()[key], value), key
+
+
+def test_non_finite_loss_stops_before_the_weights_take_it(tmp_path):
+    cfg = load_config(str(SYNTHETIC_FPN), [
+        "SOLVER.MAX_ITER", "8", "SOLVER.CHECKPOINT_PERIOD", "2", "DATALOADER.NUM_WORKERS", "0",
+        "DATASETS.TEST", "()", "WANDB.ENABLED", "False", "OUTPUT_DIR", str(tmp_path)])
+    trainer = DATrainer(cfg)
+    trainer.resume_or_load(resume=False)
+    model, forward, calls = trainer.model, trainer.model.forward, itertools.count()
+
+    def forward_going_bad(batched_inputs):
+        losses = forward(batched_inputs)
+        if next(calls) == 4:
+            losses["loss_box_reg"] = losses["loss_box_reg"] * float("nan")
+            losses["loss_rpn_loc"] = losses["loss_rpn_loc"] + float("inf")
+        return losses
+
+    model.forward = forward_going_bad
+    with pytest.raises(NonFiniteLossError,
+                       match=r"iteration 4: .*loss_box_reg=nan, loss_rpn_loc=inf"):
+        trainer.train()
+    assert (tmp_path / "last_checkpoint").read_text() == "model_0000003.pth"
+    assert not (tmp_path / "model_final.pth").exists()
+    last_good = torch.load(tmp_path / "model_0000003.pth")["model"]
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, last_good[key]), key  # no step was taken with the bad loss
+
+
+def test_checkpoints_load_without_unpickling_code(tmp_path):
+    model = nn.Linear(3, 2)
+    plain, unsafe, pkl = tmp_path / "plain.pth", tmp_path / "unsafe.pth", tmp_path / "zoo.pkl"
+    torch.save({"model": model.state_dict(), "iteration": 3}, plain)
+    torch.save({"model": model.state_dict(), "args": argparse.Namespace(lr=0.1)}, unsafe)
+    pkl.write_bytes(pickle.dumps({"model": {k: v.numpy() for k, v in model.state_dict().items()},
+                                  "__author__": "someone"}))
+    truncated = tmp_path / "truncated.pth"
+    truncated.write_bytes(plain.read_bytes()[:200])
+
+    assert DACheckpointer(model).load(str(plain)) == {"iteration": 3}
+    with pytest.raises(CheckpointError, match=f"{unsafe}: .*MODEL.ALLOW_UNSAFE_PICKLE"):
+        DACheckpointer(model).load(str(unsafe))
+    with pytest.raises(CheckpointError, match=f"{pkl}: .*MODEL.ALLOW_UNSAFE_PICKLE"):
+        DACheckpointer(model).load(str(pkl))
+    with pytest.raises(CheckpointError, match=f"{truncated}: not a readable checkpoint"):
+        DACheckpointer(model).load(str(truncated))
+    trusting = DACheckpointer(model, allow_unsafe_pickle=True)
+    assert trusting.load(str(unsafe))["args"].lr == 0.1
+    assert trusting.load(str(pkl)) == {"__author__": "someone"}
+
+
+def test_unsafe_weights_give_one_error_line(tmp_path):
+    weights = tmp_path / "weights.pth"
+    torch.save({"model": {}, "args": argparse.Namespace()}, weights)
+    result = run_train_net("--config-file", SYNTHETIC_FPN, "--eval-only", "MODEL.WEIGHTS", weights,
+                           "OUTPUT_DIR", tmp_path, check=False)
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines()[-1].startswith(f"error: {weights}: ")
+
+
+@pytest.mark.parametrize("opts,message", [
+    (["SOLVER.TARGET_IMS_PER_BATCH", "0"], "SOLVER.TARGET_IMS_PER_BATCH = 0: must be > 0"),
+    (["MODEL.DA.INSTANCE.DROPOUT", "1.5"], "MODEL.DA.INSTANCE.DROPOUT = 1.5: must be in [0, 1)"),
+    (["DATASETS.VOC_DOMAINS", "[['two_classes', '/nowhere', '', 'car,bus']]",
+      "DATASETS.TARGET_TRAIN", "('two_classes',)"],
+     "dataset 'two_classes' has classes ['car', 'bus'], but 'synthetic_clean_train' has"),
+    (["DATASETS.IMAGE_FOLDER_DOMAINS", "[['no_frames', '{empty}']]",
+      "DATASETS.TARGET_TRAIN", "('no_frames',)"], "dataset 'no_frames' has no usable images"),
+])
+def test_bad_training_data_gives_one_error_line_before_training(tmp_path, opts, message):
+    (tmp_path / "empty").mkdir()
+    opts = [o.replace("{empty}", str(tmp_path / "empty")) for o in opts]
+    result = run_train_net("--config-file", SYNTHETIC_DA, *opts, "OUTPUT_DIR", tmp_path / "out",
+                           check=False)
+    assert result.returncode != 0
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("error: ") and message in last_line, last_line
+    assert "Starting training" not in result.stdout + result.stderr
