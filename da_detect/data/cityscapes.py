@@ -21,7 +21,7 @@ from PIL import Image, ImageDraw
 from scipy.ndimage import find_objects
 from tqdm import tqdm
 
-from .problems import DatasetError, Problems, require_dir
+from .problems import DatasetError, Problems, image_size_problem, require_dir
 
 CLASSES = ("person", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle")
 POLYGONS_SUFFIX = "_gtFine_polygons.json"
@@ -68,8 +68,14 @@ def _parse(gt_file, classes, problems):
         objects = [o for o in annotation["objects"] if not o.get("deleted", 0)]
         polygons = [[(float(x), float(y)) for x, y in o["polygon"]] for o in objects]
         labels = [str(o["label"]) for o in objects]
-    except (ValueError, KeyError, TypeError) as e:  # json.JSONDecodeError is a ValueError
+    except (ValueError, KeyError, TypeError, AttributeError, OverflowError) as e:
         problems.add(gt_file, f"not a Cityscapes polygon file: {type(e).__name__}: {e}")
+        return None
+    problem = image_size_problem(width, height) or next(
+        (f"polygon of object {k} has a coordinate that is not a finite number below 2**20"
+         for k, polygon in enumerate(polygons) if not (np.abs(polygon) < 2**20).all()), None)
+    if problem:
+        problems.add(gt_file, problem)
         return None
     unknown = sorted({label for label in labels if assureSingleInstanceName(label) is None
                       and label not in name2label})

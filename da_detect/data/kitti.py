@@ -6,13 +6,14 @@ Each label line has the devkit's 15 columns: type, truncated, occluded, alpha, t
 literature's KITTI<->Cityscapes car task, but a detector that fires on one should not be
 punished, and DontCare marks objects KITTI did not label. The other types are not cars.
 """
+import math
 from pathlib import Path
 
 from detectron2.structures import BoxMode
 from PIL import Image
 from tqdm import tqdm
 
-from .problems import DatasetError, Problems, require_dir
+from .problems import DatasetError, Problems, box_problem, require_dir
 
 CLASSES = ("car",)
 TYPES = ("Car", "Van", "Truck", "Pedestrian", "Person_sitting", "Cyclist", "Tram", "Misc",
@@ -34,8 +35,8 @@ def load_kitti_car(root):
         if not image.is_file():
             problems.add(label_file, f"annotation without its image {image}")
             continue
-        annotations = _parse(label_file, problems)
-        if annotations is None:
+        lines = _parse(label_file, problems)
+        if lines is None:
             continue
         try:
             with Image.open(image) as im:
@@ -43,14 +44,26 @@ def load_kitti_car(root):
         except OSError as e:
             problems.add(image, f"unreadable image: {e}")
             continue
+        outside = [(number, problem) for number, a in lines
+                   if (problem := box_problem(a["bbox"], width, height))]
+        if outside:
+            problems.add(f"{label_file}:{outside[0][0]}", outside[0][1])
+            continue
         dicts.append({"file_name": str(image), "image_id": label_file.stem, "height": height,
-                      "width": width, "annotations": annotations})
+                      "width": width, "annotations": [a for _, a in lines]})
     return dicts, problems
 
 
 def _parse(label_file, problems):
+    """The file's car and ignore annotations as (line number, annotation) pairs, or None (and a
+    problem naming file:line) if any line is malformed."""
+    try:
+        text = Path(label_file).read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        problems.add(label_file, f"unreadable label file: {e}")
+        return None
     annotations = []
-    for number, line in enumerate(Path(label_file).read_text().splitlines(), start=1):
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         fields = line.split()
@@ -66,10 +79,11 @@ def _parse(label_file, problems):
         except ValueError:
             problems.add(where, f"box columns 5-8 are not numbers: {fields[4:8]}")
             return None
-        if not (x1 > x0 and y1 > y0):
-            problems.add(where, f"empty box {[x0, y0, x1, y1]}")
+        problem = box_problem([x0, y0, x1, y1], math.inf, math.inf)
+        if problem:
+            problems.add(where, problem)
             return None
         if fields[0] == "Car" or fields[0] in IGNORED_TYPES:
-            annotations.append({"bbox": [x0, y0, x1, y1], "bbox_mode": BoxMode.XYXY_ABS,
-                                "category_id": 0, "iscrowd": int(fields[0] != "Car")})
+            annotations.append((number, {"bbox": [x0, y0, x1, y1], "bbox_mode": BoxMode.XYXY_ABS,
+                                         "category_id": 0, "iscrowd": int(fields[0] != "Car")}))
     return annotations

@@ -8,6 +8,7 @@
   counted, logged, and listed in full by ``tools/check_dataset.py``.
 """
 import logging
+import math
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -35,3 +36,23 @@ def require_dir(path, what):
     if not path.is_dir():
         raise DatasetError(f"{what}: expected the folder {path}, which does not exist")
     return path
+
+
+def box_problem(box, width, height):
+    """What is wrong with an XYXY box in a ``width`` x ``height`` image, or None if nothing:
+    every coordinate finite, positive width and height, inside the image."""
+    x0, y0, x1, y1 = box
+    if not all(map(math.isfinite, box)):
+        return f"box {list(box)} is not finite"
+    if not (x1 > x0 and y1 > y0):
+        return f"empty box {list(box)}"
+    if x0 < 0 or y0 < 0 or x1 > width or y1 > height:
+        return f"box {list(box)} outside the {width}x{height} image"
+    return None
+
+
+def image_size_problem(width, height, limit=1 << 15):
+    """What is wrong with an image size read from an annotation, or None."""
+    if not (0 < width <= limit and 0 < height <= limit):
+        return f"image size {width}x{height} is not between 1 and {limit} pixels"
+    return None

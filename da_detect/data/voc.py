@@ -10,7 +10,7 @@ from pathlib import Path
 from detectron2.structures import BoxMode
 from tqdm import tqdm
 
-from .problems import DatasetError, Problems, require_dir
+from .problems import DatasetError, Problems, box_problem, image_size_problem, require_dir
 
 SIM10K_CLASSES = ("car", "motorbike", "person")
 
@@ -71,15 +71,21 @@ def _parse(xml_file, classes, known, problems):
     except (ET.ParseError, AttributeError, TypeError, ValueError) as e:
         problems.add(xml_file, f"not a VOC annotation: {type(e).__name__}: {e}")
         return None
+    problem = image_size_problem(width, height)
+    if problem:
+        problems.add(xml_file, problem)
+        return None
     annotations = []
     for name, (x0, y0, x1, y1), difficult in objects:
         if name not in known:
             problems.add(xml_file, f"unknown class {name!r} (known: {sorted(known)})")
             return None
-        if not (x1 >= x0 and y1 >= y0):
-            problems.add(xml_file, f"empty box {[x0, y0, x1, y1]} for {name!r}")
+        box = [x0 - 1.0, y0 - 1.0, x1, y1]  # 1-based inclusive -> 0-based XYXY
+        problem = box_problem(box, width, height)
+        if problem:
+            problems.add(xml_file, f"{problem} for {name!r} (0-based)")
             return None
         if name in classes:
-            annotations.append({"bbox": [x0 - 1.0, y0 - 1.0, x1, y1], "bbox_mode": BoxMode.XYXY_ABS,
+            annotations.append({"bbox": box, "bbox_mode": BoxMode.XYXY_ABS,
                                 "category_id": classes.index(name), "iscrowd": int(difficult)})
     return {"height": height, "width": width, "annotations": annotations}

@@ -1,0 +1,211 @@
+"""Property-based tests: the dataset loaders fed malformed annotation files. Every outcome must be
+a clear error (DatasetError) or a counted skip naming the file, never another exception and never
+a wrong box: a box that is kept is finite, non-empty, inside its image and the file's own."""
+import json
+import math
+import tempfile
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from da_detect.data import cityscapes, kitti, voc
+from da_detect.data.problems import DatasetError
+
+WIDTH, HEIGHT = 64, 48
+SETTINGS = settings(max_examples=150, deadline=None, derandomize=True,
+                    suppress_health_check=[HealthCheck.too_slow])
+
+numbers = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-100, 200))
+number_text = st.one_of(numbers.map(str), st.sampled_from(["", "abc", "1e999", "-0", "NaN"]),
+                        st.text(max_size=6))
+
+
+def write_image(path, mode="RGB"):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new(mode, (WIDTH, HEIGHT)).save(path)
+
+
+def load_outcome(load):
+    """(dicts, problems) from ``load()``, or None when it raised DatasetError."""
+    try:
+        return load()
+    except DatasetError as e:
+        assert str(e)
+        return None
+
+
+def assert_sound_box(box, width, height):
+    x0, y0, x1, y1 = box
+    assert all(map(math.isfinite, box)) and 0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height
+
+
+# KITTI: lines of 15 columns, some valid, some broken in one way or another.
+kitti_types = st.sampled_from(kitti.TYPES + ("Truckk", "car", ""))
+kitti_valid_line = st.builds(
+    lambda t, x0, y0, w, h: f"{t} 0.00 0 -1.57 {x0:.2f} {y0:.2f} {x0 + w:.2f} {y0 + h:.2f} "
+                            "1.5 1.6 3.9 1.0 1.7 20.0 -1.6",
+    st.sampled_from(kitti.TYPES), st.floats(0, WIDTH - 2), st.floats(0, HEIGHT - 2),
+    st.floats(0.5, 1.5), st.floats(0.5, 1.5))
+kitti_broken_line = st.one_of(
+    st.lists(number_text, max_size=17).map(" ".join),
+    st.builds(lambda t, box: f"{t} 0 0 0 {' '.join(box)} 1 1 1 1 1 1 1", kitti_types,
+              st.lists(number_text, min_size=4, max_size=4)),
+    st.text(max_size=40))
+
+
+def kitti_expected(lines):
+    """The car/ignore boxes if every line is valid for a WIDTH x HEIGHT image, else None."""
+    boxes = []
+    for line in lines:
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) != 15 or fields[0] not in kitti.TYPES:
+            return None
+        try:
+            box = [float(v) for v in fields[4:8]]
+        except ValueError:
+            return None
+        if not (all(map(math.isfinite, box)) and 0 <= box[0] < box[2] <= WIDTH
+                and 0 <= box[1] < box[3] <= HEIGHT):
+            return None
+        if fields[0] in ("Car", "Van", "DontCare"):
+            boxes.append((box, int(fields[0] != "Car")))
+    return boxes
+
+
+@SETTINGS
+@given(lines=st.lists(st.one_of(kitti_valid_line, kitti_broken_line), max_size=6),
+       raw=st.one_of(st.none(), st.binary(max_size=40)))
+def test_kitti_malformed_labels(lines, raw):
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        write_image(root / "training" / "image_2" / "000000.png")
+        label = root / "training" / "label_2" / "000000.txt"
+        label.parent.mkdir(parents=True)
+        if raw is None:
+            label.write_text("\n".join(lines))
+        else:
+            label.write_bytes(raw)
+        outcome = load_outcome(lambda: kitti.load_kitti_car(root))
+        assert outcome is not None
+        dicts, problems = outcome
+        expected = kitti_expected(label.read_text("utf-8", "replace").splitlines()) \
+            if raw is None else None
+        if dicts:
+            (record,) = dicts
+            boxes = [(a["bbox"], a["iscrowd"]) for a in record["annotations"]]
+            assert raw is not None or boxes == expected
+            for box, _ in boxes:
+                assert_sound_box(box, WIDTH, HEIGHT)
+        else:
+            assert expected is None
+            assert len(problems) == 1 and problems[0][0].startswith(str(label))
+
+
+# VOC: element trees with missing, non-numeric, non-finite or out-of-image fields.
+voc_object = st.fixed_dictionaries({
+    "name": st.sampled_from(["car", "person", "motorbike", "truck", ""]),
+    "coords": st.lists(st.one_of(st.integers(-5, 80).map(str), number_text), min_size=4,
+                       max_size=4),
+    "difficult": st.sampled_from([None, "0", "1", "x"]),
+    "drop": st.sampled_from([None, "name", "bndbox", "xmax"]),
+})
+
+
+def voc_xml(size, objects):
+    root = ET.Element("annotation")
+    if size is not None:
+        size_element = ET.SubElement(root, "size")
+        for key, value in zip(("width", "height"), size):
+            ET.SubElement(size_element, key).text = value
+    for obj in objects:
+        element = ET.SubElement(root, "object")
+        if obj["drop"] != "name":
+            ET.SubElement(element, "name").text = obj["name"]
+        if obj["difficult"] is not None:
+            ET.SubElement(element, "difficult").text = obj["difficult"]
+        if obj["drop"] != "bndbox":
+            box = ET.SubElement(element, "bndbox")
+            for key, value in zip(("xmin", "ymin", "xmax", "ymax"), obj["coords"]):
+                if key != obj["drop"]:
+                    ET.SubElement(box, key).text = value
+    return ET.tostring(root)
+
+
+@SETTINGS
+@given(size=st.one_of(st.none(), st.tuples(number_text, number_text),
+                      st.just((str(WIDTH), str(HEIGHT)))),
+       objects=st.lists(voc_object, max_size=4),
+       raw=st.one_of(st.none(), st.binary(max_size=40)))
+def test_voc_malformed_annotations(size, objects, raw):
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        write_image(root / "JPEGImages" / "a.jpg")
+        xml = root / "Annotations" / "a.xml"
+        xml.parent.mkdir()
+        xml.write_bytes(voc_xml(size, objects) if raw is None else raw)
+        outcome = load_outcome(lambda: voc.load_voc(root, None, ("car",), voc.SIM10K_CLASSES))
+        assert outcome is not None
+        dicts, problems = outcome
+        if not dicts:
+            assert len(problems) == 1 and problems[0][0] == str(xml)
+            return
+        (record,) = dicts
+        cars = [o for o in objects if o["name"] == "car"]
+        assert len(record["annotations"]) == len(cars)
+        for annotation, car in zip(record["annotations"], cars):
+            x0, y0, x1, y1 = map(float, car["coords"])
+            assert annotation["bbox"] == [x0 - 1, y0 - 1, x1, y1]
+            assert_sound_box(annotation["bbox"], record["width"], record["height"])
+
+
+# Cityscapes: JSON values of the wrong type or range, polygons of any shape.
+polygon = st.lists(st.one_of(st.tuples(numbers, numbers), st.tuples(st.integers(-10, 80),
+                                                                    st.integers(-10, 60))),
+                   max_size=5)
+cityscapes_object = st.one_of(
+    st.fixed_dictionaries({"label": st.sampled_from(["car", "person", "cargroup", "sky", "carr"]),
+                           "polygon": polygon}),
+    st.dictionaries(st.sampled_from(["label", "polygon", "deleted"]),
+                    st.one_of(st.integers(), st.text(max_size=4), st.none()), max_size=3),
+    st.integers(), st.text(max_size=4))
+cityscapes_size = st.one_of(st.just(HEIGHT), st.integers(-5, 100), st.floats(), st.text(max_size=3))
+
+
+@SETTINGS
+@given(document=st.one_of(
+    st.fixed_dictionaries({"imgHeight": cityscapes_size, "imgWidth": cityscapes_size,
+                           "objects": st.one_of(st.lists(cityscapes_object, max_size=4),
+                                                st.integers())}),
+    st.text(max_size=20).map(json.dumps)))
+def test_cityscapes_malformed_polygon_files(document):
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        write_image(root / "leftImg8bit" / "val" / "aachen" / "aachen_000000_000019_leftImg8bit.png")
+        gt = root / "gtFine" / "val" / "aachen" / "aachen_000000_000019_gtFine_polygons.json"
+        gt.parent.mkdir(parents=True)
+        gt.write_text(document if isinstance(document, str) else json.dumps(document))
+        outcome = load_outcome(lambda: cityscapes.load_cityscapes_detection(
+            root / "leftImg8bit" / "val", root / "gtFine" / "val"))
+        assert outcome is not None
+        dicts, problems = outcome
+        if not dicts:
+            assert len(problems) == 1 and problems[0][0] == str(gt)
+            return
+        (record,) = dicts
+        objects = [o for o in document["objects"] if not o.get("deleted", 0)]
+        for annotation in record["annotations"]:
+            assert_sound_box(annotation["bbox"], record["width"], record["height"])
+            # Inside the bounding box of some polygon of its class.
+            x0, y0, x1, y1 = annotation["bbox"]
+            name = cityscapes.CLASSES[annotation["category_id"]]
+            assert any(o["label"] in (name, name + "group")
+                       and np.min(np.array(o["polygon"])[:, 0]) <= x0 + 1
+                       and np.max(np.array(o["polygon"])[:, 0]) >= x1 - 1
+                       and np.min(np.array(o["polygon"])[:, 1]) <= y0 + 1
+                       and np.max(np.array(o["polygon"])[:, 1]) >= y1 - 1 for o in objects)
