@@ -14,6 +14,7 @@ from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog
 
+from .data.albumentations_augmentation import build_albumentations
 from .data.custom import register_from_config
 from .data.problems import DatasetError
 
@@ -36,6 +37,12 @@ def add_da_config(cfg):
     cfg.DATASETS.IMAGE_FOLDER_DOMAINS = ()  # ((name, folder), ...): unlabeled images
     # Target images per step, over all processes; -1: the same as SOLVER.IMS_PER_BATCH.
     cfg.SOLVER.TARGET_IMS_PER_BATCH = -1
+
+    # albumentations pixel-level transforms for source / target training images, e.g.
+    # ["RandomFog(p=0.3)"] (see da_detect/data/albumentations_augmentation.py).
+    cfg.INPUT.ALBUMENTATIONS = CN()
+    cfg.INPUT.ALBUMENTATIONS.SOURCE = []
+    cfg.INPUT.ALBUMENTATIONS.TARGET = []
 
     # Unpickle checkpoints that torch.load(weights_only=True) refuses (see da_detect/checkpoint.py).
     cfg.MODEL.ALLOW_UNSAFE_PICKLE = False
@@ -111,6 +118,8 @@ def check_da_config(cfg):
     require(cfg.SOLVER.TARGET_IMS_PER_BATCH == -1 or cfg.SOLVER.TARGET_IMS_PER_BATCH > 0,
             "SOLVER.TARGET_IMS_PER_BATCH", cfg.SOLVER.TARGET_IMS_PER_BATCH,
             "must be > 0 (or -1 for SOLVER.IMS_PER_BATCH) when adapting")
+    for role in ("SOURCE", "TARGET"):
+        build_albumentations(cfg, role)  # raises ValueError naming the key
     if da.CONSISTENCY.ENABLED:
         require(da.IMAGE.ENABLED and da.INSTANCE.ENABLED, "MODEL.DA.CONSISTENCY.ENABLED", True,
                 "needs MODEL.DA.IMAGE.ENABLED and MODEL.DA.INSTANCE.ENABLED")

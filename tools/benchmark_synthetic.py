@@ -20,6 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs" / "synthetic"
 VARIANTS = {
     "source_only": "faster_rcnn_R18_FPN_source_only.yaml",
+    "photometric": "faster_rcnn_R18_FPN_photometric.yaml",
     "image": "da_faster_rcnn_R18_FPN_image_only.yaml",
     "instance": "da_faster_rcnn_R18_FPN_instance_only.yaml",
     "image+instance": "da_faster_rcnn_R18_FPN_image_instance.yaml",

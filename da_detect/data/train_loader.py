@@ -15,6 +15,7 @@ from detectron2.data.common import DatasetFromList
 from detectron2.utils import comm
 
 from ..modeling.meta_arch import SOURCE, TARGET
+from .albumentations_augmentation import build_albumentations
 from .problems import DatasetError
 from .resumable_sampler import ResumableBatchSampler
 
@@ -123,6 +124,15 @@ def source_dicts(cfg):
     return dicts
 
 
+def train_mapper(cfg, role):
+    """detectron2's training DatasetMapper, followed by the albumentations of ``role``."""
+    kwargs = DatasetMapper.from_config(cfg, is_train=True)
+    albumentations = build_albumentations(cfg, role)
+    if albumentations:
+        kwargs["augmentations"] = kwargs["augmentations"] + [albumentations]
+    return DatasetMapper(**kwargs)
+
+
 def build_train_loader(cfg):
     """A :class:`TrainLoader` over DATASETS.TRAIN (labeled, SOLVER.IMS_PER_BATCH images per step
     over all processes) and, when DATASETS.TARGET_TRAIN is set, over it too (annotations dropped,
@@ -132,17 +142,16 @@ def build_train_loader(cfg):
         raise DatasetError(f"DATALOADER.SAMPLER_TRAIN = {cfg.DATALOADER.SAMPLER_TRAIN!r}: "
                            f"only 'TrainingSampler' is supported")
     check_same_classes(cfg)
-    datasets = [(source_dicts(cfg), cfg.SOLVER.IMS_PER_BATCH)]
+    datasets = [(source_dicts(cfg), cfg.SOLVER.IMS_PER_BATCH, train_mapper(cfg, "SOURCE"))]
     if cfg.DATASETS.TARGET_TRAIN:
         target = unlabeled(load_training_dicts(cfg.DATASETS.TARGET_TRAIN, "DATASETS.TARGET_TRAIN"))
-        datasets.append((target, target_batch_size(cfg)))
+        datasets.append((target, target_batch_size(cfg), train_mapper(cfg, "TARGET")))
     logger.info("Training data: " + ", ".join(
         f"{len(dicts)} {role} images, {size} per step"
-        for role, (dicts, size) in zip(("source", "target"), datasets)))
+        for role, (dicts, size, _) in zip(("source", "target"), datasets)))
     seed = cfg.SEED if cfg.SEED >= 0 else comm.shared_random_seed()
-    mapper = DatasetMapper(cfg, is_train=True)
     loaders = []
-    for offset, (dicts, total_batch_size) in enumerate(datasets):
+    for offset, (dicts, total_batch_size, mapper) in enumerate(datasets):
         world = comm.get_world_size()
         if total_batch_size % world:
             raise DatasetError(f"{total_batch_size} images per step cannot be split evenly "

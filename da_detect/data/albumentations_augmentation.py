@@ -1,0 +1,85 @@
+"""Photometric and weather augmentation from albumentations, declared in the config, applied as a
+detectron2 augmentation inside the dataset mapper.
+
+``INPUT.ALBUMENTATIONS.SOURCE`` and ``.TARGET`` list transforms for source and target training
+images, each as albumentations' class name with keyword arguments::
+
+    INPUT:
+      ALBUMENTATIONS:
+        SOURCE: ["RandomBrightnessContrast(brightness_limit=0.3, p=0.8)", "RandomFog(p=0.3)"]
+
+Only pixel-level transforms (albumentations' ``ImageOnlyTransform``: brightness, contrast, blur,
+noise, fog, rain, ...) are accepted: they leave every pixel where it was, so boxes stay exact.
+Geometry belongs to detectron2's own augmentations.
+"""
+import ast
+
+import albumentations as A
+import numpy as np
+from detectron2.data import transforms as T
+
+
+def parse_transform(expression, key):
+    """``"Name(arg=value, ...)"`` -> the albumentations transform; ValueError naming ``key``."""
+    try:
+        call = ast.parse(expression, mode="eval").body
+    except SyntaxError as e:
+        raise ValueError(f"{key}: {expression!r} is not Name(arg=value, ...): {e.msg}") from e
+    if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and not call.args):
+        raise ValueError(f"{key}: {expression!r} is not Name(arg=value, ...)")
+    cls = getattr(A, call.func.id, None)
+    if not (isinstance(cls, type) and issubclass(cls, A.ImageOnlyTransform)):
+        raise ValueError(f"{key}: {call.func.id!r} is not a pixel-level albumentations transform "
+                         f"(ImageOnlyTransform)")
+    try:
+        kwargs = {k.arg: ast.literal_eval(k.value) for k in call.keywords}
+        return cls(**kwargs)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{key}: {expression!r}: {str(e).splitlines()[0]}") from e
+
+
+class AlbumentationsTransform(T.Transform):
+    """One draw of a pixel-level albumentations pipeline: changes the image's pixels, moves none,
+    so coordinates (boxes, polygons) and segmentation masks pass through unchanged."""
+
+    def __init__(self, compose, seed, bgr):
+        super().__init__()
+        self._set_attributes(locals())
+
+    def apply_image(self, img):
+        self.compose.set_random_seed(self.seed)
+        if self.bgr:  # albumentations' color transforms expect RGB
+            return self.compose(image=img[..., ::-1])["image"][..., ::-1]
+        return self.compose(image=img)["image"]
+
+    def apply_coords(self, coords):
+        return coords
+
+    def apply_segmentation(self, segmentation):
+        return segmentation
+
+    def inverse(self):
+        return T.NoOpTransform()
+
+
+class AlbumentationsAugmentation(T.Augmentation):
+    """A detectron2 augmentation running albumentations' pixel-level transforms; its randomness
+    comes from numpy's generator, so the data loader's per-sample seeds fix it."""
+
+    def __init__(self, transforms, image_format="BGR"):
+        super().__init__()
+        self.compose = A.Compose(transforms)
+        self.bgr = image_format == "BGR"
+
+    def get_transform(self, image):
+        return AlbumentationsTransform(self.compose, int(np.random.randint(2**31)), self.bgr)
+
+
+def build_albumentations(cfg, role):
+    """The AlbumentationsAugmentation of ``role`` ("SOURCE" or "TARGET"), or None if it has none."""
+    key = f"INPUT.ALBUMENTATIONS.{role}"
+    expressions = cfg.INPUT.ALBUMENTATIONS[role]
+    if not expressions:
+        return None
+    return AlbumentationsAugmentation([parse_transform(e, key) for e in expressions],
+                                      cfg.INPUT.FORMAT)

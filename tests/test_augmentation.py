@@ -1,0 +1,62 @@
+"""albumentations augmentation declared in the config: applied to the chosen domain's training
+images, pixel-aligned with the unaugmented image (so boxes stay exact), and reproducible."""
+import numpy as np
+import pytest
+
+from conftest import SYNTHETIC_DA
+from da_detect.config import ConfigError, load_config
+from da_detect.data.train_loader import build_train_loader
+
+BRIGHTER = "RandomBrightnessContrast(brightness_limit=(0.2, 0.2), contrast_limit=0, p=1)"
+
+
+def first_step(opts):
+    cfg = load_config(str(SYNTHETIC_DA), ["DATALOADER.NUM_WORKERS", "0", *opts])
+    return next(iter(build_train_loader(cfg)))
+
+
+def test_target_augmentation_changes_pixels_not_boxes():
+    plain = first_step([])
+    augmented = first_step(["INPUT.ALBUMENTATIONS.TARGET", f"['{BRIGHTER}']"])
+    assert [x["image_id"] for x in plain] == [x["image_id"] for x in augmented]
+    for before, after in zip(plain, augmented):
+        image_before = before["image"].numpy().astype(int)
+        image_after = after["image"].numpy().astype(int)
+        if before["domain"] == 0:  # source images untouched, boxes and all
+            assert np.array_equal(image_before, image_after)
+            assert before["instances"].gt_boxes.tensor.equal(after["instances"].gt_boxes.tensor)
+        else:
+            # +0.2 * 255 on every pixel where it was (same flip): nothing moved.
+            expected = np.clip(image_before + 51, 0, 255)
+            assert np.abs(image_after - expected).max() <= 1
+            assert "instances" not in after
+
+
+def test_source_augmentation_keeps_boxes_on_their_objects():
+    fog = "RandomFog(fog_coef_range=(0.3, 0.5), p=1)"
+    plain = first_step([])
+    augmented = first_step(["INPUT.ALBUMENTATIONS.SOURCE", f"['{fog}']"])
+    again = first_step(["INPUT.ALBUMENTATIONS.SOURCE", f"['{fog}']"])
+    for before, after, repeat in zip(plain[:2], augmented[:2], again[:2]):
+        assert after["domain"] == 0
+        assert np.array_equal(after["image"].numpy(), repeat["image"].numpy())  # seeded
+        assert not np.array_equal(after["image"].numpy(), before["image"].numpy())
+        assert before["instances"].gt_boxes.tensor.equal(after["instances"].gt_boxes.tensor)
+        # Fog lowers contrast: each object's box region moves toward the veil, not elsewhere.
+        for box in after["instances"].gt_boxes.tensor.round().int().tolist():
+            x0, y0, x1, y1 = box
+            region_before = before["image"][:, y0:y1, x0:x1].float()
+            region_after = after["image"][:, y0:y1, x0:x1].float()
+            assert region_after.std() < region_before.std() + 1
+
+
+@pytest.mark.parametrize("expression,message", [
+    ("NoSuchTransform(p=1)", "'NoSuchTransform' is not a pixel-level albumentations transform"),
+    ("Rotate(limit=30)", "'Rotate' is not a pixel-level albumentations transform"),
+    ("RandomFog(p=", "is not Name(arg=value, ...)"),
+    ("RandomFog(p='often')", "RandomFog(p='often')"),
+])
+def test_bad_transforms_name_the_key(expression, message):
+    with pytest.raises(ConfigError, match="INPUT.ALBUMENTATIONS.SOURCE") as error:
+        load_config(str(SYNTHETIC_DA), ["INPUT.ALBUMENTATIONS.SOURCE", f'["{expression}"]'])
+    assert message in str(error.value)
