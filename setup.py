@@ -24,6 +24,7 @@ setup(
         "tabulate",
         "cloudpickle",
         "matplotlib",
+        "scikit-learn",
         "tqdm>4.29.0",
         "tensorboard",
         "omegaconf>=2.1",

@@ -1,10 +1,17 @@
 """tools/train_net.py end to end on the synthetic domains: training, checkpoints, evaluation,
---eval-only, --resume and clear errors for bad input."""
+--eval-only, --resume and clear errors for bad input; tools/infer.py on the trained model."""
 import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
+from detectron2.data import DatasetCatalog
+from PIL import Image
+from pycocotools.coco import COCO
 
-from conftest import SYNTHETIC_DA, SYNTHETIC_FPN, run_train_net
+from conftest import REPO, SYNTHETIC_DA, SYNTHETIC_FPN, run_train_net
 
 QUICK = ["SOLVER.WARMUP_ITERS", "10", "SOLVER.STEPS", "()", "DATALOADER.NUM_WORKERS", "0",
          "WANDB.ENABLED", "False",
@@ -81,3 +88,73 @@ def test_bad_input_gives_one_clear_error_line(args, message):
     last_line = result.stderr.strip().splitlines()[-1]
     assert last_line.startswith("error: ") and message in last_line
     assert "Traceback" not in result.stderr
+
+
+def test_infer_writes_coco_detections_and_drawn_images(trained, tmp_path):
+    out, _ = trained
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for record in DatasetCatalog.get("synthetic_foggy_val")[:2]:
+        shutil.copy(record["file_name"], folder)
+    result = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "infer.py"), "--config-file", str(SYNTHETIC_FPN),
+         "--input", str(folder), "--output", str(tmp_path / "out"), "--score-threshold", "0.05",
+         "MODEL.WEIGHTS", str(out / "model_final.pth")], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, result.stderr[-3000:]
+    coco = COCO(str(tmp_path / "out" / "detections.json"))
+    assert sorted(image["file_name"] for image in coco.dataset["images"]) == \
+        sorted(p.name for p in folder.iterdir())
+    assert [c["name"] for c in coco.dataset["categories"]] == ["car", "person", "bus"]
+    assert coco.dataset["annotations"], "a model trained 60 iterations finds something at 0.05"
+    for annotation in coco.dataset["annotations"]:
+        image = coco.imgs[annotation["image_id"]]
+        x, y, w, h = annotation["bbox"]
+        assert annotation["score"] >= 0.05 and w > 0 and h > 0
+        assert -1 <= x and x + w <= image["width"] + 1 and -1 <= y and y + h <= image["height"] + 1
+    for image in coco.dataset["images"]:
+        drawn = Image.open(tmp_path / "out" / (Path(image["file_name"]).stem + ".jpg"))
+        assert drawn.size == (image["width"], image["height"])
+
+
+def test_visualize_writes_detection_panels_and_feature_plot(trained, tmp_path):
+    out, _ = trained
+    weights = out / "model_final.pth"
+    result = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "visualize.py"), "--config-file", str(SYNTHETIC_DA),
+         "--source-only", str(weights), "--adapted", str(weights), "--output", str(tmp_path),
+         "--images", "2", "--features", "12", "--score-threshold", "0.05"],
+        capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, result.stderr[-3000:]
+    panels = sorted(tmp_path.glob("detections_*.png"))
+    assert len(panels) == 2
+    for png in panels + [tmp_path / "features.png"]:
+        with Image.open(png) as image:
+            assert image.format == "PNG" and image.width > 400 and image.height > 200
+
+
+def test_adapting_to_an_image_folder_then_comparing_splits(trained, tmp_path):
+    """The README's fine-tuning workflow: from a trained checkpoint, adapt to a folder of
+    unlabeled images, then evaluate on several labeled splits in one --eval-only run."""
+    out, _ = trained
+    folder = tmp_path / "my_images"
+    folder.mkdir()
+    for record in DatasetCatalog.get("synthetic_foggy_train")[:6]:
+        shutil.copy(record["file_name"], folder)
+    config = REPO / "configs" / "synthetic" / "adapt_to_image_folder.yaml"
+    common = ["DATASETS.IMAGE_FOLDER_DOMAINS", f"[['my_target_images', '{folder}']]",
+              "DATALOADER.NUM_WORKERS", "0", "WANDB.ENABLED", "False",
+              "OUTPUT_DIR", tmp_path / "adapted"]
+    run_train_net("--config-file", config, *common, "MODEL.WEIGHTS", out / "model_final.pth",
+                  "SOLVER.MAX_ITER", "4", "DATASETS.TEST", "()")
+    log = (tmp_path / "adapted" / "log.txt").read_text()
+    assert "6 target images, 2 per step" in log
+    run_train_net("--config-file", config, "--eval-only", *common,
+                  "MODEL.WEIGHTS", tmp_path / "adapted" / "model_final.pth")
+    results = json.loads((tmp_path / "adapted" / "results.json").read_text())
+    assert set(results) == {"synthetic_clean_val", "synthetic_foggy_val"}
+    log = (tmp_path / "adapted" / "log.txt").read_text()
+    table = log[log.index("AP50 (%) by split:"):].splitlines()
+    header = [cell.strip() for cell in table[1].split("|")[1:-1]]
+    assert header == ["class", "synthetic_clean_val", "synthetic_foggy_val"]
+    bus_row = next(line for line in table if line.startswith("| bus"))
+    assert f"{results['synthetic_foggy_val']['bbox']['AP50-bus']:.1f}" in bus_row

@@ -1,5 +1,6 @@
 """The trainer of da-detect: detectron2's DefaultTrainer fed source + target batches."""
 import json
+import logging
 import os
 import time
 import weakref
@@ -12,6 +13,7 @@ from torch.nn.parallel import DistributedDataParallel
 from ..checkpoint import DACheckpointer
 from ..data.train_loader import build_train_loader
 from ..evaluation import COCOAP50Evaluator, VOC07AP50Evaluator
+from ..evaluation.comparison import comparison_table
 from .finite_loss import FiniteLossAMPTrainer, FiniteLossTrainer
 from .training_state import TrainingState
 from .wandb_writer import WandbWriter
@@ -97,11 +99,15 @@ class DATrainer(DefaultTrainer):
     @classmethod
     def test(cls, cfg, model, evaluators=None):
         """detectron2's evaluation on every DATASETS.TEST split; also saves the results, keyed by
-        split name (detectron2 drops that key when there is one split)."""
+        split name (detectron2 drops that key when there is one split), and logs a table comparing
+        the splits class by class."""
         results = super().test(cfg, model, evaluators)
         if comm.is_main_process() and results:
             by_split = results if len(cfg.DATASETS.TEST) > 1 else {cfg.DATASETS.TEST[0]: results}
             save_results(by_split, cfg.OUTPUT_DIR)
+            if len(by_split) > 1:
+                logging.getLogger("da_detect").info(
+                    "AP50 (%) by split:\n" + comparison_table(by_split))
         return results
 
     def build_writers(self):

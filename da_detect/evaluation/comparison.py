@@ -1,0 +1,16 @@
+"""One table comparing evaluation splits (e.g. several target domains) class by class."""
+from tabulate import tabulate
+
+
+def comparison_table(results_by_split):
+    """Markdown table of AP50 per class (rows) and split (columns), mean AP50 first.
+
+    ``results_by_split``: split name -> detectron2 results (``{"bbox": {"AP50": ...,
+    "AP50-<class>": ..., ...}}``), as :meth:`DATrainer.test` returns them.
+    """
+    splits = list(results_by_split)
+    boxes = [results_by_split[s]["bbox"] for s in splits]
+    classes = [k[len("AP50-"):] for k in boxes[0] if k.startswith("AP50-")]
+    rows = [["AP50 (mean)"] + [b["AP50"] for b in boxes]]
+    rows += [[c] + [b.get(f"AP50-{c}", float("nan")) for b in boxes] for c in classes]
+    return tabulate(rows, headers=["class"] + splits, tablefmt="pipe", floatfmt=".1f")

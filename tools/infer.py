@@ -1,0 +1,79 @@
+#!/usr/bin/env python
+"""Run a trained detector on a folder of images; write the detections as COCO JSON and drawn images.
+
+    python tools/infer.py --config-file CONFIG --input FOLDER --output OUT \
+        [--score-threshold 0.5] MODEL.WEIGHTS model_final.pth [KEY VALUE ...]
+
+OUT/detections.json is a COCO file (images, categories, and one annotation per detection with
+its "score"), which tools and DATASETS.COCO_DOMAINS can read back; OUT/<image name>.jpg shows the
+detections drawn with detectron2's Visualizer.
+"""
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import da_detect  # noqa: F401  (detectron2 compatibility, registrations; before detectron2)
+from da_detect.checkpoint import CheckpointError
+from da_detect.config import ConfigError, load_config
+from da_detect.data.custom import load_image_folder
+from da_detect.data.problems import DatasetError
+from da_detect.engine.predictor import Predictor
+from da_detect.visualization import draw_detections, to_rgb
+from detectron2.data import MetadataCatalog
+from detectron2.data.detection_utils import read_image
+from PIL import Image
+from tqdm import tqdm
+
+
+def coco_detections(records, outputs, classes, score_threshold):
+    """COCO dict of ``records`` (image dicts) and their predicted ``outputs`` above the threshold."""
+    images, annotations = [], []
+    for number, (record, output) in enumerate(zip(records, outputs), start=1):
+        images.append({"id": number, "file_name": Path(record["file_name"]).name,
+                       "width": record["width"], "height": record["height"]})
+        instances = output[output.scores >= score_threshold]
+        for box, score, label in zip(instances.pred_boxes.tensor.tolist(),
+                                     instances.scores.tolist(), instances.pred_classes.tolist()):
+            x0, y0, x1, y1 = box
+            annotations.append({"id": len(annotations) + 1, "image_id": number,
+                                "category_id": label + 1, "bbox": [x0, y0, x1 - x0, y1 - y0],
+                                "area": (x1 - x0) * (y1 - y0), "score": score, "iscrowd": 0})
+    categories = [{"id": k + 1, "name": name} for k, name in enumerate(classes)]
+    return {"images": images, "annotations": annotations, "categories": categories}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config-file", required=True)
+    parser.add_argument("--input", required=True, help="folder of .jpg/.png images")
+    parser.add_argument("--output", required=True, type=Path)
+    parser.add_argument("--score-threshold", type=float, default=0.5)
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
+    args = parser.parse_args()
+    try:
+        cfg = load_config(args.config_file, args.opts)
+        records, problems = load_image_folder(args.input)
+        if not records:
+            raise DatasetError(f"no readable .jpg/.png images in {args.input}")
+        predictor = Predictor(cfg)
+    except (ConfigError, DatasetError, CheckpointError) as e:
+        sys.exit(f"error: {e}")
+    problems.log(args.input)
+    metadata = MetadataCatalog.get(cfg.DATASETS.TRAIN[0])
+    args.output.mkdir(parents=True, exist_ok=True)
+    outputs = []
+    for record in tqdm(records, desc="detecting", unit="image"):
+        image = read_image(record["file_name"], format=cfg.INPUT.FORMAT)
+        instances = predictor(image)["instances"].to("cpu")
+        outputs.append(instances)
+        drawn = draw_detections(to_rgb(image, cfg.INPUT.FORMAT), instances, metadata,
+                                args.score_threshold)
+        Image.fromarray(drawn).save(args.output / (Path(record["file_name"]).stem + ".jpg"))
+    coco = coco_detections(records, outputs, metadata.thing_classes, args.score_threshold)
+    (args.output / "detections.json").write_text(json.dumps(coco))
+    print(f"{len(coco['annotations'])} detections in {len(records)} images -> {args.output}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+#!/usr/bin/env python
+"""Pictures of what adaptation does, for a source-only and an adapted model of the same config:
+
+* OUT/detections_<image>.png: target images with their ground truth, the source-only model's
+  detections and the adapted model's, side by side;
+* OUT/features.png: t-SNE of each model's backbone features of source and target images,
+  colored by domain (aligned domains overlap).
+
+    python tools/visualize.py --config-file CONFIG --source-only A.pth --adapted B.pth \
+        --output OUT [--images 4] [--features 100] [--score-threshold 0.5] [KEY VALUE ...]
+
+Source and target splits: the config's DATASETS.TEST, first and last (override with
+--source-split / --target-split).
+"""
+import argparse
+import sys
+from pathlib import Path
+
+import da_detect  # noqa: F401  (detectron2 compatibility, registrations; before detectron2)
+from da_detect.checkpoint import CheckpointError
+from da_detect.config import ConfigError, load_config
+from da_detect.data.problems import DatasetError
+from da_detect.engine.predictor import Predictor
+from da_detect.visualization import (
+    draw_detections,
+    draw_ground_truth,
+    save_feature_plot,
+    save_panels,
+    to_rgb,
+)
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data.detection_utils import read_image
+from tqdm import tqdm
+
+
+def predictor(cfg, weights):
+    cfg = cfg.clone()
+    cfg.MODEL.WEIGHTS = str(weights)
+    return Predictor(cfg)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config-file", required=True)
+    parser.add_argument("--source-only", required=True, help="weights of the source-only model")
+    parser.add_argument("--adapted", required=True, help="weights of the adapted model")
+    parser.add_argument("--output", required=True, type=Path)
+    parser.add_argument("--source-split", help="default: the config's first DATASETS.TEST")
+    parser.add_argument("--target-split", help="default: the config's last DATASETS.TEST")
+    parser.add_argument("--images", type=int, default=4, help="target images to draw")
+    parser.add_argument("--features", type=int, default=100, help="images per domain to embed")
+    parser.add_argument("--score-threshold", type=float, default=0.5)
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
+    args = parser.parse_args()
+    try:
+        cfg = load_config(args.config_file, args.opts)
+        source_split = args.source_split or cfg.DATASETS.TEST[0]
+        target_split = args.target_split or cfg.DATASETS.TEST[-1]
+        source, target = DatasetCatalog.get(source_split), DatasetCatalog.get(target_split)
+        models = {"source-only": predictor(cfg, args.source_only),
+                  "adapted": predictor(cfg, args.adapted)}
+    except (ConfigError, DatasetError, CheckpointError) as e:
+        sys.exit(f"error: {e}")
+    except IndexError:
+        sys.exit("error: DATASETS.TEST is empty: give --source-split and --target-split")
+    metadata = MetadataCatalog.get(target_split)
+    args.output.mkdir(parents=True, exist_ok=True)
+
+    for record in tqdm(target[:args.images], desc="drawing detections", unit="image"):
+        image = read_image(record["file_name"], format=cfg.INPUT.FORMAT)
+        rgb = to_rgb(image, cfg.INPUT.FORMAT)
+        panels = [draw_ground_truth(rgb, record, metadata)]
+        panels += [draw_detections(rgb, model(image)["instances"].to("cpu"), metadata,
+                                   args.score_threshold) for model in models.values()]
+        save_panels(args.output / f"detections_{record['image_id']}.png", panels,
+                    [f"ground truth ({target_split})", *models])
+
+    images = source[:args.features] + target[:args.features]
+    domains = ["source"] * len(source[:args.features]) + ["target"] * len(target[:args.features])
+    embeddings = {name: [] for name in models}
+    for record in tqdm(images, desc="embedding images", unit="image"):
+        image = read_image(record["file_name"], format=cfg.INPUT.FORMAT)
+        for name, model in models.items():
+            embeddings[name].append(model.backbone_embedding(image))
+    save_feature_plot(args.output / "features.png", list(embeddings.values()), domains,
+                      [f"{name}: {source_split} vs {target_split}" for name in models])
+    print(f"pictures written to {args.output}")
+
+
+if __name__ == "__main__":
+    main()
