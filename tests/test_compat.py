@@ -2,8 +2,6 @@
 import subprocess
 import sys
 
-import sys
-
 import numpy as np
 import pytest
 from PIL import Image

@@ -150,9 +150,9 @@ def build_train_loader(cfg):
         f"{len(dicts)} {role} images, {size} per step"
         for role, (dicts, size, _) in zip(("source", "target"), datasets)))
     seed = cfg.SEED if cfg.SEED >= 0 else comm.shared_random_seed()
+    world = comm.get_world_size()
     loaders = []
     for offset, (dicts, total_batch_size, mapper) in enumerate(datasets):
-        world = comm.get_world_size()
         if total_batch_size % world:
             raise DatasetError(f"{total_batch_size} images per step cannot be split evenly "
                                f"over {world} processes")

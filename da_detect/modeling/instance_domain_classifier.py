@@ -1,5 +1,4 @@
 """The instance-level domain classifier D_ins of DA Faster R-CNN and its loss (the paper's Eq. 5)."""
-import torch
 import torch.nn.functional as F
 from torch import nn
 
