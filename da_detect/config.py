@@ -136,6 +136,22 @@ def check_dataset_names(cfg):
                 raise ConfigError(f"{key}: unknown dataset name {name!r}{hint}")
 
 
+DEPLOYMENT_ROI_HEADS = {"DomainAdaptiveStandardROIHeads": "StandardROIHeads",
+                        "DomainAdaptiveRes5ROIHeads": "Res5ROIHeads"}
+
+
+def deployment_config(cfg):
+    """A copy of ``cfg`` for detectron2's plain ``GeneralizedRCNN`` with the standard ROI heads:
+    the model a domain-adaptive checkpoint is deployed in, trained on source data alone."""
+    plain = cfg.clone()
+    plain.defrost()
+    plain.MODEL.META_ARCHITECTURE = "GeneralizedRCNN"
+    plain.MODEL.ROI_HEADS.NAME = DEPLOYMENT_ROI_HEADS.get(cfg.MODEL.ROI_HEADS.NAME,
+                                                          cfg.MODEL.ROI_HEADS.NAME)
+    plain.DATASETS.TARGET_TRAIN = ()
+    return plain
+
+
 def load_config(config_file, opts=()):
     """detectron2's defaults + da-detect's keys, then ``config_file``, then ``KEY VALUE`` opts.
 

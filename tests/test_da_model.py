@@ -9,7 +9,7 @@ from detectron2.modeling import build_model
 from detectron2.utils.events import EventStorage
 
 from conftest import REPO, SYNTHETIC_DA
-from da_detect.config import load_config
+from da_detect.config import deployment_config, load_config
 from da_detect.modeling import meta_arch
 from da_detect.modeling.consistency import consistency_loss
 from da_detect.modeling.gradient_reversal import grl_lambda, reverse_gradient
@@ -18,7 +18,6 @@ SMALL = ["INPUT.MIN_SIZE_TRAIN", "(128,)", "INPUT.MAX_SIZE_TRAIN", "160", "INPUT
          "128", "INPUT.MAX_SIZE_TEST", "160", "INPUT.RANDOM_FLIP", "none"]
 ALL_OFF = ["MODEL.DA.IMAGE.ENABLED", "False", "MODEL.DA.INSTANCE.ENABLED", "False",
            "MODEL.DA.CONSISTENCY.ENABLED", "False"]
-PLAIN = ["MODEL.META_ARCHITECTURE", "GeneralizedRCNN", "MODEL.ROI_HEADS.NAME", "StandardROIHeads"]
 
 
 def cfg_for(config=SYNTHETIC_DA, *opts):
@@ -155,7 +154,7 @@ def test_losses_do_not_depend_on_target_annotations(da_cfg, inputs):
 def test_detection_losses_come_from_source_images_only(da_cfg, inputs):
     source, target = inputs
     da_model = build_model(da_cfg).train()
-    plain = build_model(cfg_for(SYNTHETIC_DA, *PLAIN)).train()
+    plain = build_model(deployment_config(da_cfg)).train()
     plain.load_state_dict(da_model.state_dict(), strict=False)
     da_losses = train_losses(da_model, source + target)
     plain_losses = train_losses(plain, source)
@@ -164,10 +163,10 @@ def test_detection_losses_come_from_source_images_only(da_cfg, inputs):
     assert_same(da_losses, plain_losses, keys=sorted(plain_losses))
 
 
-def test_every_switch_off_is_plain_faster_rcnn(inputs):
+def test_every_switch_off_is_plain_faster_rcnn(da_cfg, inputs):
     source, target = inputs
     off = build_model(cfg_for(SYNTHETIC_DA, *ALL_OFF)).train()
-    plain = build_model(cfg_for(SYNTHETIC_DA, *PLAIN)).train()
+    plain = build_model(deployment_config(da_cfg)).train()
     plain.load_state_dict(off.state_dict(), strict=True)
     off_losses = train_losses(off, source + target)
     plain_losses = train_losses(plain, source)
@@ -183,7 +182,7 @@ def test_da_checkpoint_deploys_into_plain_generalized_rcnn(da_cfg, inputs, tmp_p
         if p.dim() > 1:
             p.data.normal_(0, 0.02)
     DetectionCheckpointer(da_model, save_dir=str(tmp_path)).save("da")
-    plain = build_model(cfg_for(SYNTHETIC_DA, *PLAIN))
+    plain = build_model(deployment_config(da_cfg))
     DetectionCheckpointer(plain).load(str(tmp_path / "da.pth"))
     da_model.eval(), plain.eval()
     images = [{"image": x["image"], "height": 256, "width": 320} for x in source]

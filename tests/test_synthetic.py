@@ -1,5 +1,7 @@
-"""The synthetic domains: deterministic, annotations inside the images, fog as described."""
+"""The synthetic domains: deterministic, annotations inside the images, each shift as described."""
 import json
+
+import pytest
 
 import cv2
 import numpy as np
@@ -38,8 +40,9 @@ def test_written_split_is_identical_on_rewrite(tmp_path):
         assert png.read_bytes() == (tmp_path / "b" / "foggy" / "val" / png.name).read_bytes()
 
 
-def test_annotations_lie_inside_their_images(tmp_path):
-    spec = SplitSpec("clean", "train", 30)
+@pytest.mark.parametrize("domain", sorted(DOMAIN_STYLES))
+def test_annotations_lie_inside_their_images(domain, tmp_path):
+    spec = SplitSpec(domain, "train", 30)
     coco = json.loads(write_split(spec, tmp_path).read_text())
     images = {im["id"]: im for im in coco["images"]}
     assert len(coco["annotations"]) > 60
@@ -49,7 +52,7 @@ def test_annotations_lie_inside_their_images(tmp_path):
         x, y, w, h = ann["bbox"]
         assert 0 <= x and 0 <= y and w >= 4 and h >= 4
         assert x + w <= im["width"] and y + h <= im["height"]
-        pixels = cv2.imread(str(tmp_path / "clean" / "train" / im["file_name"]))
+        pixels = cv2.imread(str(tmp_path / domain / "train" / im["file_name"]))
         assert pixels.shape == (im["height"], im["width"], 3)
 
 
@@ -69,6 +72,35 @@ def test_fog_lowers_contrast_more_with_distance():
     assert veil(foggy, far) / veil(clean, far) < veil(foggy, near) / veil(clean, near)
 
 
+def same_scene(domain, index):
+    """The scene (clean, domain) of seed ``index``: one scene, two renderings."""
+    pair = []
+    for style in ("clean", domain):
+        rng = np.random.default_rng(scene_seed("clean", "val", index))
+        pair.append(render_scene(rng, 256, 320, DOMAIN_STYLES[style]))
+    return pair
+
+
+def test_photoreal_keeps_the_scene_and_changes_the_camera():
+    (clean, clean_boxes), (photo, photo_boxes) = same_scene("photoreal", 4)
+    assert clean_boxes == photo_boxes
+    clean, photo = clean.astype(float), photo.astype(float)
+    assert photo.mean() < clean.mean()  # gamma > 1 darkens the mid-tones
+    red_over_blue = lambda image: image[..., 0].mean() / image[..., 2].mean()  # noqa: E731
+    assert red_over_blue(photo) > 1.2 * red_over_blue(clean)  # warm color cast
+    # Sensor noise: flat sky rows vary more from pixel to pixel.
+    assert np.diff(photo[5:20], axis=1).std() > 2 * np.diff(clean[5:20], axis=1).std()
+
+
+def test_wide_angle_objects_are_smaller():
+    heights = {"clean": [], "wide_angle": []}
+    for index in range(20):
+        for domain, (_, boxes) in zip(heights, same_scene("wide_angle", index)):
+            heights[domain] += [y1 - y0 for _, (_, y0, _, y1) in boxes]
+    ratio = np.median(heights["wide_angle"]) / np.median(heights["clean"])
+    assert 0.45 < ratio < 0.85, ratio
+
+
 def test_split_is_cached_and_regenerated_when_stale(tmp_path):
     spec = SplitSpec("clean", "val", 3)
     json_path, _ = ensure_split(spec, tmp_path)
@@ -83,8 +115,8 @@ def test_split_is_cached_and_regenerated_when_stale(tmp_path):
 
 
 def test_registered_domains_share_classes():
-    for name in ("synthetic_clean_train", "synthetic_clean_val", "synthetic_foggy_train",
-                 "synthetic_foggy_val"):
-        assert MetadataCatalog.get(name).thing_classes == list(CLASSES)
+    for domain in DOMAIN_STYLES:
+        for split in ("train", "val"):
+            assert MetadataCatalog.get(f"synthetic_{domain}_{split}").thing_classes == list(CLASSES)
     dicts = DatasetCatalog.get("synthetic_foggy_val")
     assert len(dicts) == 100 and all(d["annotations"] for d in dicts[:10])

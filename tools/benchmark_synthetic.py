@@ -1,12 +1,21 @@
 #!/usr/bin/env python
-"""Train and evaluate detectors on the built-in synthetic domains and compare them on the target.
+"""The paper's ablation (Table 1) on the built-in synthetic domains: source-only, image-level,
+instance-level, both, both + consistency, an oracle and photometric augmentation, over seeds.
 
-Each variant is a config under configs/synthetic/; each (variant, seed) is one run of
-tools/train_net.py into OUTPUT/<variant>/seed<k>. The table (markdown, also saved as
-OUTPUT/results.md) gives target and source AP50 and the seconds per training iteration.
+Protocol. Every detector starts, like the paper's from ImageNet, from one shared starting point: a
+Faster R-CNN trained on the labeled clean source domain (stage 1, ``--pretrain-iters``, run once).
+Each (variant, seed) then trains ``--iters`` more steps from it (stage 2) with its config under
+configs/synthetic/: source-only keeps training on source; the adaptation variants add the unlabeled
+target training images; the oracle trains on the labeled target images; photometric trains on
+source with albumentations' fog/brightness/contrast/blur. All are evaluated on the source and the
+target val splits. Seeds vary stage 2 (data order, sampling, initialization of the domain heads).
 
-    python tools/benchmark_synthetic.py                       # source-only vs DA Faster R-CNN
-    python tools/benchmark_synthetic.py --variants all --seeds 1 2 3
+Writes OUTPUT/results.md (target AP50 mean ± std and per class, source AP50, the share of the
+source-only -> oracle gap closed, seconds per iteration) and OUTPUT/results.png, and prints both.
+
+    python tools/benchmark_synthetic.py                    # all variants, seeds 1 2 3, fog
+    python tools/benchmark_synthetic.py --quick            # source-only, DA, oracle; one seed
+    python tools/benchmark_synthetic.py --target photoreal --variants source_only oracle
 """
 import argparse
 import json
@@ -27,28 +36,65 @@ VARIANTS = {
     "image+instance+consistency": "da_faster_rcnn_R18_FPN.yaml",
     "oracle": "faster_rcnn_R18_FPN_oracle.yaml",
 }
-DEFAULT_VARIANTS = ["source_only", "image+instance+consistency"]
-SOURCE_VAL, TARGET_VAL = "synthetic_clean_val", "synthetic_foggy_val"
+ADAPTATION_VARIANTS = ("image", "instance", "image+instance", "image+instance+consistency")
+QUICK = {"variants": ["source_only", "image+instance+consistency", "oracle"], "seeds": [1],
+         "pretrain_iters": 300, "iters": 150}
+SOURCE = "clean"
 
 
-def train(variant, seed, output_dir, opts):
+def split(domain, part):
+    return f"synthetic_{domain}_{part}"
+
+
+def train_net(config, output_dir, opts):
+    """Run tools/train_net.py; its output goes to output_dir/stdout.txt."""
     output_dir.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, str(REPO / "tools" / "train_net.py"),
-               "--config-file", str(CONFIGS / VARIANTS[variant]),
-               "SEED", str(seed), "OUTPUT_DIR", str(output_dir),
-               "DATASETS.TEST", f"('{SOURCE_VAL}', '{TARGET_VAL}')", *opts]
-    print(f"[{time.strftime('%H:%M:%S')}] training {variant} (seed {seed}) -> {output_dir}",
-          flush=True)
+    command = [sys.executable, str(REPO / "tools" / "train_net.py"), "--config-file", str(config),
+               "OUTPUT_DIR", str(output_dir), "WANDB.ENABLED", "False", *opts]
     with open(output_dir / "stdout.txt", "w") as log:
-        subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, check=True, cwd=REPO)
+        done = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+    if done.returncode:
+        sys.exit(f"error: training failed (exit {done.returncode}); see {output_dir / 'stdout.txt'}")
+
+
+def pretrain(args):
+    """Stage 1: the shared source-only starting point. Returns its weights."""
+    output_dir = args.output / "pretrain"
+    weights = output_dir / "model_final.pth"
+    if not weights.exists():
+        log(f"stage 1: source-only pretraining, {args.pretrain_iters} iterations -> {output_dir}")
+        train_net(CONFIGS / VARIANTS["source_only"], output_dir, [
+            "SOLVER.MAX_ITER", str(args.pretrain_iters),
+            "SOLVER.STEPS", f"({int(0.8 * args.pretrain_iters)},)",
+            "SOLVER.WARMUP_ITERS", str(min(100, args.pretrain_iters // 5)),
+            "SOLVER.CHECKPOINT_PERIOD", str(args.pretrain_iters), "DATASETS.TEST", "()"])
+    return weights
+
+
+def stage2_opts(variant, seed, weights, args):
+    target_train, target_val = split(args.target, "train"), split(args.target, "val")
+    opts = ["SEED", str(seed), "MODEL.WEIGHTS", str(weights), "SOLVER.BASE_LR", str(args.lr),
+            "SOLVER.WARMUP_ITERS", "0", "SOLVER.MAX_ITER", str(args.iters), "SOLVER.STEPS", "()",
+            "SOLVER.CHECKPOINT_PERIOD", str(args.iters),
+            "DATASETS.TEST", f"('{split(SOURCE, 'val')}', '{target_val}')"]
+    if variant in ADAPTATION_VARIANTS:
+        opts += ["DATASETS.TARGET_TRAIN", f"('{target_train}',)"]
+    if variant == "oracle":
+        opts += ["DATASETS.TRAIN", f"('{target_train}',)"]
+    return opts + list(args.opts)
+
+
+def run(variant, seed, weights, args):
+    output_dir = args.output / variant.replace("+", "_") / f"seed{seed}"
+    if not (output_dir / "results.json").exists():
+        log(f"stage 2: {variant}, seed {seed} -> {output_dir}")
+        train_net(CONFIGS / VARIANTS[variant], output_dir, stage2_opts(variant, seed, weights, args))
     results = json.loads((output_dir / "results.json").read_text())
     iteration_times = [m["time"] for m in map(json.loads, (output_dir / "metrics.json").open())
                        if "time" in m]
-    return {
-        "target": results[TARGET_VAL]["bbox"],
-        "source": results[SOURCE_VAL]["bbox"],
-        "seconds_per_iter": statistics.median(iteration_times),
-    }
+    return {"target": results[split(args.target, "val")]["bbox"],
+            "source": results[split(SOURCE, "val")]["bbox"],
+            "seconds_per_iter": statistics.median(iteration_times)}
 
 
 def mean_std(values):
@@ -57,41 +103,99 @@ def mean_std(values):
     return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
 
 
+def gap_closed(runs):
+    """Per variant: (mean target AP50 - source-only's) / (oracle's - source-only's), in %."""
+    if "source_only" not in runs or "oracle" not in runs:
+        return {}
+    mean = {v: statistics.mean(r["target"]["AP50"] for r in seeds) for v, seeds in runs.items()}
+    gap = mean["oracle"] - mean["source_only"]
+    return {v: 100 * (m - mean["source_only"]) / gap for v, m in mean.items()} if gap > 0 else {}
+
+
 def table(runs, classes):
+    closed = gap_closed(runs)
     header = ["variant", "target AP50", *[f"target {c}" for c in classes], "source AP50",
-              "s/iter"]
+              "gap closed", "s/iter"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for variant, seeds in runs.items():
         row = [variant, mean_std([r["target"]["AP50"] for r in seeds])]
         row += [mean_std([r["target"][f"AP50-{c}"] for r in seeds]) for c in classes]
         row += [mean_std([r["source"]["AP50"] for r in seeds]),
+                f"{closed[variant]:.0f}%" if variant in closed else "",
                 f"{statistics.mean(r['seconds_per_iter'] for r in seeds):.2f}"]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
 
+def chart(runs, target, path):
+    """Bars of target and source AP50 (mean, with the std over seeds) per variant."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    variants = list(runs)
+    fig, ax = plt.subplots(figsize=(1.6 * len(variants) + 2, 4))
+    for offset, (domain, color) in enumerate((("target", "tab:blue"), ("source", "tab:gray"))):
+        values = [[r[domain]["AP50"] for r in runs[v]] for v in variants]
+        ax.bar([i + 0.4 * offset for i in range(len(variants))],
+               [statistics.mean(v) for v in values], width=0.4, color=color,
+               yerr=[statistics.stdev(v) if len(v) > 1 else 0 for v in values], capsize=3,
+               label=f"{domain} ({target if domain == 'target' else SOURCE} val)")
+    ax.set_xticks([i + 0.2 for i in range(len(variants))])
+    ax.set_xticklabels([v.replace("+", "+\n") for v in variants], fontsize=8)
+    ax.set_ylabel("AP50 (%)")
+    ax.set_ylim(0, 100)
+    ax.legend(loc="lower right")
+    ax.set_title(f"synthetic {SOURCE} -> {target}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def log(message):
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
 def main():
+    from da_detect.data.synthetic import CLASSES, DOMAIN_STYLES
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--variants", nargs="+", default=DEFAULT_VARIANTS,
-                        help=f"any of {list(VARIANTS)}, or 'all'")
-    parser.add_argument("--seeds", nargs="+", type=int, default=[1])
+    parser.add_argument("--target", default="foggy",
+                        choices=[d for d in DOMAIN_STYLES if d != SOURCE])
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS),
+                        help=f"any of {list(VARIANTS)}")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
+    parser.add_argument("--pretrain-iters", type=int, default=800)
+    parser.add_argument("--iters", type=int, default=300, help="stage-2 iterations per run")
+    parser.add_argument("--lr", type=float, default=0.005, help="stage-2 learning rate")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"a short run: {QUICK['variants']}, seeds {QUICK['seeds']}, "
+                             f"{QUICK['pretrain_iters']} + {QUICK['iters']} iterations")
     parser.add_argument("--output", type=Path,
-                        default=REPO / "output" / "benchmark" / time.strftime("%Y%m%d-%H%M%S"))
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
+                        default=REPO / "output" / "benchmark" / time.strftime("%Y%m%d-%H%M%S"),
+                        help="a folder; runs already finished there are reused")
+    parser.add_argument("opts", nargs=argparse.REMAINDER,
+                        help="KEY VALUE config overrides for every stage-2 run")
     args = parser.parse_args()
-    variants = list(VARIANTS) if args.variants == ["all"] else args.variants
-    unknown = [v for v in variants if v not in VARIANTS]
+    if args.quick:
+        for key, value in QUICK.items():
+            setattr(args, key, value)
+    unknown = [v for v in args.variants if v not in VARIANTS]
     if unknown:
         parser.error(f"unknown variants {unknown}; choose from {list(VARIANTS)}")
 
-    from da_detect.data.synthetic import CLASSES
-
-    runs = {v: [train(v, s, args.output / v.replace("+", "_") / f"seed{s}", args.opts)
-                for s in args.seeds] for v in variants}
-    report = (f"Synthetic clean -> foggy, AP50 (%) on {TARGET_VAL} (target) and {SOURCE_VAL} "
-              f"(source), seeds {args.seeds}:\n\n" + table(runs, CLASSES) + "\n")
+    start = time.time()
+    weights = pretrain(args)
+    runs = {v: [run(v, s, weights, args) for s in args.seeds] for v in args.variants}
+    minutes = (time.time() - start) / 60
+    report = (f"Synthetic {SOURCE} -> {args.target}: AP50 (%) on {split(args.target, 'val')} "
+              f"(target) and {split(SOURCE, 'val')} (source); seeds {args.seeds}; "
+              f"{args.pretrain_iters} source-only iterations, then {args.iters} per variant "
+              f"(lr {args.lr}); {minutes:.0f} min on this machine.\n\n"
+              + table(runs, CLASSES) + "\n")
     (args.output / "results.md").write_text(report)
-    print("\n" + report)
+    chart(runs, args.target, args.output / "results.png")
+    print("\n" + report + f"\nChart: {args.output / 'results.png'}")
 
 
 if __name__ == "__main__":

@@ -29,19 +29,25 @@ def synthetic_split_name(domain, split):
 
 def register_synthetic(root=None):
     """Register ``synthetic_<domain>_<split>`` for every style in DOMAIN_STYLES and split."""
-    root = Path(root or datasets_root()) / "synthetic"
     for domain in DOMAIN_STYLES:
         for split, size in SYNTHETIC_SPLIT_SIZES.items():
-            spec = SplitSpec(domain, split, size)
-            name = synthetic_split_name(domain, split)
-            DatasetCatalog.register(name, lambda spec=spec, name=name: _load_synthetic(spec, root, name))
-            MetadataCatalog.get(name).set(
-                thing_classes=list(CLASSES),
-                json_file=str(root / domain / f"{split}.json"),
-                image_root=str(root / domain / split),
-                evaluator_type="coco",
-                domain=domain,
-            )
+            register_synthetic_split(SplitSpec(domain, split, size), root)
+
+
+def register_synthetic_split(spec, root=None):
+    """Register the synthetic split ``spec`` as ``synthetic_<domain>_<split>`` (generated on first
+    use under ``root``/synthetic). Returns the name."""
+    root = Path(root or datasets_root()) / "synthetic"
+    name = synthetic_split_name(spec.domain, spec.split)
+    DatasetCatalog.register(name, lambda: _load_synthetic(spec, root, name))
+    MetadataCatalog.get(name).set(
+        thing_classes=list(CLASSES),
+        json_file=str(root / spec.domain / f"{spec.split}.json"),
+        image_root=str(root / spec.domain / spec.split),
+        evaluator_type="coco",
+        domain=spec.domain,
+    )
+    return name
 
 
 def _load_synthetic(spec, root, name):

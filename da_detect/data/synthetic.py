@@ -1,12 +1,17 @@
 """Procedurally generated street scenes in several domains, written as PNG images + COCO JSON.
 
-Every domain draws scenes from the same distribution (sky, buildings on the horizon, a road in
-perspective, and cars, people and buses standing on the ground plane, nearer ones occluding farther
-ones) and renders them with its own *style*:
+Every domain draws scenes of one kind (sky, buildings on the horizon, a road in perspective, and
+cars, people and buses standing on the ground plane, nearer ones occluding farther ones) with its
+own *style*, each shift modelled on one of the real benchmarks:
 
-* ``clean``: the source domain, as drawn.
-* ``foggy``: Koschmieder's fog model, as Foggy Cityscapes uses: ``I = J * t + A * (1 - t)`` with
-  transmission ``t = exp(-beta * depth)``, so contrast fades toward a gray veil ``A`` with distance.
+* ``clean``: the source domain, as drawn (flat-shaded, like a game engine's frames).
+* ``foggy`` (Cityscapes -> Foggy Cityscapes): Koschmieder's fog model, as Foggy Cityscapes uses:
+  ``I = J * t + A * (1 - t)`` with transmission ``t = exp(-beta * depth)``, so contrast fades
+  toward a gray veil ``A`` with distance.
+* ``photoreal`` (SIM10K -> Cityscapes, rendered -> photographed): what a real camera adds to a
+  rendered frame: lens blur, strong sensor noise, a color cast and a gamma curve.
+* ``wide_angle`` (KITTI <-> Cityscapes, one camera -> another): a wider lens mounted higher, so the
+  horizon sits higher in the frame and every object is smaller.
 
 Boxes are the visible extent of each object (from an instance-id map drawn with the image), and
 objects less than :data:`MIN_VISIBLE_FRACTION` visible are left unannotated and uncounted, as in
@@ -28,15 +33,24 @@ MIN_BOX_SIDE = 4
 
 @dataclass(frozen=True)
 class DomainStyle:
-    """How a domain renders a scene. ``fog_beta`` = 0 is no fog."""
+    """How a domain draws and renders a scene; the defaults are the clean source domain."""
 
-    fog_beta: float = 0.0
-    fog_gray: float = 200.0
+    fog_beta: float = 0.0  # fog density (0: none)
+    fog_gray: float = 200.0  # the veil's gray level
+    blur_sigma: float = 0.0  # Gaussian lens blur, pixels (0: none)
+    noise_sigma: float = 3.0  # sensor noise, gray levels
+    color_gain: tuple = (1.0, 1.0, 1.0)  # per RGB channel
+    gamma: float = 1.0  # output = 255 * (input / 255) ** gamma
+    object_scale: float = 1.0  # object sizes, relative to the source camera
+    horizon: tuple = (0.35, 0.45)  # range of the horizon's height, as a fraction of the image
 
 
 DOMAIN_STYLES = {
     "clean": DomainStyle(),
     "foggy": DomainStyle(fog_beta=0.04),
+    "photoreal": DomainStyle(blur_sigma=1.2, noise_sigma=12.0, color_gain=(1.15, 1.0, 0.75),
+                             gamma=1.6),
+    "wide_angle": DomainStyle(object_scale=0.65, horizon=(0.25, 0.35)),
 }
 
 
@@ -56,7 +70,7 @@ def scene_seed(domain, split, index):
 
 def render_scene(rng, height, width, style):
     """Draw one scene. Returns (image HxWx3 uint8 RGB, list of (class_id, [x0, y0, x1, y1]))."""
-    horizon = int(height * rng.uniform(0.35, 0.45))
+    horizon = int(height * rng.uniform(*style.horizon))
     image = np.zeros((height, width, 3), np.float32)
     ids = np.zeros((height, width), np.int32)  # 0 background, k+1 object k
     depth = np.full((height, width), 60.0, np.float32)  # sky and buildings: far away
@@ -82,7 +96,7 @@ def render_scene(rng, height, width, style):
     for k, (base, scale, cls) in enumerate(objects):
         cx = rng.uniform(0.05, 0.95) * width
         mask = np.zeros((height, width), np.uint8)
-        _DRAW[CLASSES[cls]](rng, image, mask, cx, base, scale)
+        _DRAW[CLASSES[cls]](rng, image, mask, cx, base, scale * style.object_scale)
         drawn = mask > 0
         ids[drawn] = k + 1
         depth[drawn] = 4.0 * height / max(base - horizon, 1.0)
@@ -97,11 +111,23 @@ def render_scene(rng, height, width, style):
         if min(box[2] - box[0], box[3] - box[1]) >= MIN_BOX_SIDE:
             annotations.append((cls, box))
 
-    image += rng.normal(0, 3, image.shape)  # sensor noise
+    return render_style(rng, image, depth, style), annotations
+
+
+def render_style(rng, image, depth, style):
+    """The camera of ``style`` looking at a drawn scene (HxWx3 float32 RGB, HxW depth): lens
+    blur, sensor noise, fog, color cast and gamma, in this order. Returns HxWx3 uint8."""
+    if style.blur_sigma > 0:
+        image = cv2.GaussianBlur(image, (0, 0), style.blur_sigma)
+    image += rng.normal(0, style.noise_sigma, image.shape)
     if style.fog_beta > 0:
         t = np.exp(-style.fog_beta * depth)[..., None]
         image = image * t + style.fog_gray * (1 - t)
-    return np.clip(image, 0, 255).astype(np.uint8), annotations
+    if style.color_gain != (1.0, 1.0, 1.0):
+        image = image * np.asarray(style.color_gain, np.float32)
+    if style.gamma != 1.0:
+        image = 255.0 * (np.clip(image, 0, 255) / 255.0) ** style.gamma
+    return np.clip(image, 0, 255).astype(np.uint8)
 
 
 def _draw_buildings(rng, image, horizon, width):
@@ -225,8 +251,9 @@ def write_split(spec, root):
 
 def generator_info(spec):
     """Everything the images of ``spec`` depend on; a cached split with other values is stale."""
-    return {"version": GENERATOR_VERSION, "spec": asdict(spec),
+    info = {"version": GENERATOR_VERSION, "spec": asdict(spec),
             "style": asdict(DOMAIN_STYLES[spec.domain])}
+    return json.loads(json.dumps(info))  # as it reads back from the JSON (tuples become lists)
 
 
 def ensure_split(spec, root):

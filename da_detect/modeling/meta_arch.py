@@ -143,7 +143,8 @@ class DomainAdaptiveRCNN(GeneralizedRCNN):
         box_losses, src_box_features, src_rois = self.roi_heads.forward_with_box_features(
             src_features, proposals, gt_instances)
         losses.update(box_losses)
-        losses.update(self.domain_losses(images, features, n, src_box_features, src_rois))
+        with torch.profiler.record_function("da_detect.domain_losses"):  # named in profiles
+            losses.update(self.domain_losses(images, features, n, src_box_features, src_rois))
         return losses
 
     def domain_losses(self, images, features, num_source, src_box_features, src_rois):
