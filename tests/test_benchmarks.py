@@ -1,0 +1,83 @@
+"""The benchmark commands end to end at toy sizes: their tables report what they measured."""
+import importlib.util
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from conftest import REPO, SYNTHETIC_DA
+
+TINY = ["INPUT.MIN_SIZE_TRAIN", "(128,)", "INPUT.MAX_SIZE_TRAIN", "160", "INPUT.MIN_SIZE_TEST",
+        "128", "INPUT.MAX_SIZE_TEST", "160", "DATALOADER.NUM_WORKERS", "0"]
+
+
+def run_tool(*args):
+    result = subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True,
+                            cwd=REPO)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout
+
+
+def table_rows(markdown):
+    """First cell -> the other cells, for every row of a markdown table."""
+    rows = {}
+    for line in markdown.splitlines():
+        if line.startswith("| ") and not line.startswith("|---"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            rows[cells[0]] = cells[1:]
+    return rows
+
+
+def test_speed_benchmark_reports_both_modes_side_by_side(tmp_path):
+    output = tmp_path / "speed.md"
+    run_tool(REPO / "benchmarks" / "speed.py", "--config-file", SYNTHETIC_DA, "--warmup", "0",
+             "--steps", "2", "--inference-repetitions", "1", "--loader-batches", "2",
+             "--output", output, "WANDB.ENABLED", "False", *TINY)
+    text = output.read_text()
+    rows = table_rows(text)
+    for measure in ("training, s per image", "training, peak memory (MiB)",
+                    "inference, s per image"):
+        plain, adapted, ratio = (float(v) for v in rows[measure])
+        assert plain > 0 and adapted > 0
+        assert float(ratio) == pytest.approx(adapted / plain, rel=0.02, abs=0.002)
+    assert "2 source + 2 target images per adaptation step, 4 source images" in text
+    assert "Plain and adapted predictions identical: yes." in text
+
+
+def load_benchmark_synthetic():
+    spec = importlib.util.spec_from_file_location(
+        "benchmark_synthetic", REPO / "tools" / "benchmark_synthetic.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_gap_closed_is_the_share_of_source_only_to_oracle():
+    gap_closed = load_benchmark_synthetic().gap_closed
+    runs = {name: [{"target": {"AP50": ap}} for ap in aps] for name, aps in
+            {"source_only": [40, 50], "image": [58, 68], "oracle": [85, 95]}.items()}
+    assert gap_closed(runs) == pytest.approx({"source_only": 0, "image": 40, "oracle": 100})
+    runs["oracle"] = [{"target": {"AP50": 45}}]  # no gap to close: no share to report
+    assert gap_closed(runs) == {}
+
+
+def test_synthetic_benchmark_writes_table_and_chart(tmp_path):
+    stdout = run_tool(REPO / "tools" / "benchmark_synthetic.py", "--variants", "source_only",
+                      "oracle", "--seeds", "1", "--pretrain-iters", "4", "--iters", "5",
+                      "--target", "wide_angle", "--output", tmp_path, *TINY)
+    assert (tmp_path / "pretrain" / "model_final.pth").exists()
+    rows = table_rows((tmp_path / "results.md").read_text())
+    assert "synthetic clean -> wide_angle" in stdout.lower()
+    for variant in ("source_only", "oracle"):
+        results = json.loads((tmp_path / variant / "seed1" / "results.json").read_text())
+        target = results["synthetic_wide_angle_val"]["bbox"]
+        source = results["synthetic_clean_val"]["bbox"]
+        assert rows[variant][0] == f"{target['AP50']:.1f}"
+        assert rows[variant][1:4] == [f"{target[f'AP50-{c}']:.1f}" for c in ("car", "person", "bus")]
+        assert rows[variant][4] == f"{source['AP50']:.1f}"
+        assert re.fullmatch(r"\d+\.\d\d", rows[variant][6])
+    with Image.open(tmp_path / "results.png") as chart:
+        assert chart.format == "PNG" and chart.width > 200
