@@ -19,7 +19,9 @@ markdown table (and writes it to ``--output``) of:
         --synthetic-images 1024x512     # Cityscapes-sized synthetic scenes stand in for Cityscapes
 
 ``--profile`` adds the operators that dominate one adaptation step. ``SOLVER.AMP.ENABLED True``
-(trailing ``KEY VALUE`` overrides) measures mixed precision on a GPU.
+(trailing ``KEY VALUE`` overrides) measures mixed precision on a GPU. Models keep their random
+initial weights (speed does not depend on them); a ResNet with frozen BatchNorm diverges from
+random weights, so give such configs ``MODEL.RESNETS.NORM GN MODEL.FPN.NORM GN``.
 """
 import argparse
 import itertools
@@ -192,6 +194,7 @@ def report(args, cfgs, training, memory, inference, identical, loading):
         f"`{args.config_file}` on {device}; AMP {'on' if cfg.SOLVER.AMP.ENABLED else 'off'}; "
         f"train/test size (short side/max) {size}"
         + (f", synthetic {args.synthetic_images} images" if args.synthetic_images else "")
+        + (f"; overrides `{' '.join(args.opts)}`" if args.opts else "")
         + f"; {cfg.SOLVER.IMS_PER_BATCH} source + {target_batch_size(cfg)} target images per "
         f"adaptation step, {cfgs['source-only'].SOLVER.IMS_PER_BATCH} source images per "
         f"source-only step; medians of {args.steps} steps after {args.warmup}, of "

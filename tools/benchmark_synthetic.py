@@ -171,7 +171,8 @@ def chart(runs, target, path):
 
 
 def log(message):
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+    sys.stdout.write(f"[{time.strftime('%H:%M:%S')}] {message}\n")  # one write: runs in threads
+    sys.stdout.flush()
 
 
 def main():
