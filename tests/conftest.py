@@ -18,13 +18,20 @@ SYNTHETIC_FPN = REPO / "configs" / "synthetic" / "Base-synthetic-R18-FPN.yaml"
 SYNTHETIC_DA = REPO / "configs" / "synthetic" / "da_faster_rcnn_R18_FPN.yaml"
 
 
-def run_train_net(*args, check=True):
-    """Run tools/train_net.py in a subprocess; returns the CompletedProcess (text output)."""
-    result = subprocess.run([sys.executable, str(REPO / "tools" / "train_net.py"), *map(str, args)],
+def run_script(script, *args, check=True):
+    """Run a Python script of this repository (a path relative to it) in a subprocess; returns
+    the CompletedProcess (text output)."""
+    result = subprocess.run([sys.executable, str(REPO / script), *map(str, args)],
                             capture_output=True, text=True, cwd=REPO)
     if check and result.returncode != 0:
-        raise AssertionError(f"train_net failed ({result.returncode}):\n{result.stderr[-4000:]}")
+        raise AssertionError(f"{script} failed ({result.returncode}):\n{result.stdout[-2000:]}"
+                             f"\n{result.stderr[-4000:]}")
     return result
+
+
+def run_train_net(*args, check=True):
+    """Run tools/train_net.py, see :func:`run_script`."""
+    return run_script("tools/train_net.py", *args, check=check)
 
 
 @pytest.fixture(scope="session")

@@ -2,23 +2,14 @@
 import importlib.util
 import json
 import re
-import subprocess
-import sys
 
 import pytest
 from PIL import Image
 
-from conftest import REPO, SYNTHETIC_DA
+from conftest import REPO, SYNTHETIC_DA, run_script
 
 TINY = ["INPUT.MIN_SIZE_TRAIN", "(128,)", "INPUT.MAX_SIZE_TRAIN", "160", "INPUT.MIN_SIZE_TEST",
         "128", "INPUT.MAX_SIZE_TEST", "160", "DATALOADER.NUM_WORKERS", "0"]
-
-
-def run_tool(*args):
-    result = subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True,
-                            cwd=REPO)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return result.stdout
 
 
 def table_rows(markdown):
@@ -33,7 +24,7 @@ def table_rows(markdown):
 
 def test_speed_benchmark_reports_both_modes_side_by_side(tmp_path):
     output = tmp_path / "speed.md"
-    run_tool(REPO / "benchmarks" / "speed.py", "--config-file", SYNTHETIC_DA, "--warmup", "0",
+    run_script("benchmarks/speed.py", "--config-file", SYNTHETIC_DA, "--warmup", "0",
              "--steps", "2", "--inference-repetitions", "1", "--loader-batches", "2",
              "--output", output, "WANDB.ENABLED", "False", *TINY)
     text = output.read_text()
@@ -65,9 +56,9 @@ def test_gap_closed_is_the_share_of_source_only_to_oracle():
 
 
 def test_synthetic_benchmark_writes_table_and_chart(tmp_path):
-    stdout = run_tool(REPO / "tools" / "benchmark_synthetic.py", "--variants", "source_only",
+    stdout = run_script("tools/benchmark_synthetic.py", "--variants", "source_only",
                       "oracle", "--seeds", "1", "--pretrain-iters", "4", "--iters", "5",
-                      "--target", "wide_angle", "--output", tmp_path, *TINY)
+                      "--target", "wide_angle", "--output", tmp_path, *TINY).stdout
     assert (tmp_path / "pretrain" / "model_final.pth").exists()
     rows = table_rows((tmp_path / "results.md").read_text())
     assert "synthetic clean -> wide_angle" in stdout.lower()
