@@ -80,9 +80,10 @@ def add_da_config(cfg):
     cfg.MODEL.DA.INSTANCE.GRL_LAMBDA = 1.0
     cfg.MODEL.DA.INSTANCE.HIDDEN_DIM = 1024
     cfg.MODEL.DA.INSTANCE.DROPOUT = 0.5
-    # RPN proposals per target image given to the instance classifier;
-    # -1: the same as MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE.
-    cfg.MODEL.DA.INSTANCE.TARGET_PROPOSALS = -1
+    # Top RPN proposals per image, source and target alike, given to the instance classifier;
+    # -1: half MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE (source and target regions together then cost
+    # the ROI box head what the detection loss's regions cost).
+    cfg.MODEL.DA.INSTANCE.REGIONS_PER_IMAGE = -1
 
     cfg.MODEL.DA.CONSISTENCY = CN()
     cfg.MODEL.DA.CONSISTENCY.ENABLED = True
@@ -113,8 +114,8 @@ def check_da_config(cfg):
         require(lam >= 0, f"MODEL.DA.{part}.GRL_LAMBDA", lam, "must be >= 0")
     require(da.INSTANCE.DROPOUT >= 0 and da.INSTANCE.DROPOUT < 1, "MODEL.DA.INSTANCE.DROPOUT",
             da.INSTANCE.DROPOUT, "must be in [0, 1)")
-    require(da.INSTANCE.TARGET_PROPOSALS == -1 or da.INSTANCE.TARGET_PROPOSALS > 0,
-            "MODEL.DA.INSTANCE.TARGET_PROPOSALS", da.INSTANCE.TARGET_PROPOSALS, "must be > 0 or -1")
+    require(da.INSTANCE.REGIONS_PER_IMAGE == -1 or da.INSTANCE.REGIONS_PER_IMAGE > 0,
+            "MODEL.DA.INSTANCE.REGIONS_PER_IMAGE", da.INSTANCE.REGIONS_PER_IMAGE, "must be > 0 or -1")
     require(cfg.SOLVER.TARGET_IMS_PER_BATCH == -1 or cfg.SOLVER.TARGET_IMS_PER_BATCH > 0,
             "SOLVER.TARGET_IMS_PER_BATCH", cfg.SOLVER.TARGET_IMS_PER_BATCH,
             "must be > 0 (or -1 for SOLVER.IMS_PER_BATCH) when adapting")

@@ -41,7 +41,7 @@ def test_vgg16_starts_from_a_torchvision_checkpoint_and_trains(tmp_path):
     cfg = load_config(str(REPO / "configs" / "cityscapes_to_foggy" / "da_faster_rcnn_VGG16.yaml"),
                       ["MODEL.DEVICE", "cpu", "MODEL.ROI_HEADS.NUM_CLASSES", "3",
                        "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "8",
-                       "MODEL.DA.INSTANCE.TARGET_PROPOSALS", "8",
+                       "MODEL.DA.INSTANCE.REGIONS_PER_IMAGE", "4",
                        "INPUT.MIN_SIZE_TRAIN", "(128,)", "INPUT.MAX_SIZE_TRAIN", "160"])
     model = build_model(cfg)
     DetectionCheckpointer(model).load(str(tmp_path / "vgg16.pth"))

@@ -134,10 +134,24 @@ def test_domain_labels_are_zero_for_source_and_one_for_target(da_cfg, inputs, mo
     train_losses(model, source + target[:1])
     assert seen["image_domain_loss"].tolist() == [0.0, 0.0, 1.0]
     instance_labels = seen["instance_domain_loss"]
-    num_source_rois = 2 * da_cfg.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE
-    assert instance_labels[:num_source_rois].eq(0).all()
-    assert instance_labels[num_source_rois:].eq(1).all()
-    assert len(instance_labels) - num_source_rois == model.target_proposals
+    regions = model.instance_regions
+    assert regions == da_cfg.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE // 2
+    assert instance_labels.tolist() == [0.0] * 2 * regions + [1.0] * regions
+
+
+def test_instance_regions_are_chosen_without_labels(inputs):
+    """D_ins sees the same kind of regions in source and target images: the domain losses do not
+    change when the source labels do, while the detection losses do."""
+    source, target = inputs
+    fewer = [dict(x, instances=x["instances"][:1]) for x in source]
+    assert all(len(x["instances"]) > 1 for x in source)
+    # no dropout in D_ins: the detection losses' sampling draws from the same random stream
+    model = build_model(cfg_for(SYNTHETIC_DA, "MODEL.DA.INSTANCE.DROPOUT", "0.0")).train()
+    all_labels = train_losses(model, source + target)
+    one_label = train_losses(model, fewer + target)
+    assert_same(all_labels, one_label,
+                keys=["loss_da_image", "loss_da_instance", "loss_da_consistency"])
+    assert not torch.allclose(all_labels["loss_cls"], one_label["loss_cls"])
 
 
 def test_losses_do_not_depend_on_target_annotations(da_cfg, inputs):

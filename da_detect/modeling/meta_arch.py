@@ -27,7 +27,8 @@ class DomainAdaptiveRCNN(GeneralizedRCNN):
     Training inputs are detectron2's batched inputs, each with ``"domain"``: 0 (source, labeled,
     the default when absent) or 1 (target, unlabeled: its ``"instances"``, if any, are never read).
     One backbone pass covers source and target images; detection losses come from source images
-    only; the domain losses (Eq. 4, 5, 7) come from both and are weighted as in Eq. (8).
+    only; the domain losses (Eq. 4, 5, 7) come from both and are weighted as in Eq. (8). D_ins sees
+    the same kind of regions in both domains: each image's top RPN proposals, chosen without labels.
 
     Inference is :class:`GeneralizedRCNN`'s, untouched: the domain classifiers cost nothing at
     test time and the weights load into a plain ``GeneralizedRCNN``.
@@ -36,7 +37,7 @@ class DomainAdaptiveRCNN(GeneralizedRCNN):
     @configurable
     def __init__(self, *, image_classifiers, image_in_features, instance_classifier,
                  consistency, da_loss_weight, part_loss_weights, grl_lambdas, grl_schedule,
-                 grl_gamma, target_proposals, **kwargs):
+                 grl_gamma, instance_regions, **kwargs):
         """
         Args:
             image_classifiers (nn.ModuleDict or None): feature name -> ImageDomainClassifier
@@ -48,7 +49,8 @@ class DomainAdaptiveRCNN(GeneralizedRCNN):
             part_loss_weights (dict): "image", "instance", "consistency" -> weight inside Eq. (8).
             grl_lambdas (dict): "image", "instance" -> base GRL coefficient.
             grl_schedule (str), grl_gamma (float): see :func:`grl_lambda`.
-            target_proposals (int): RPN proposals per target image given to D_ins.
+            instance_regions (int): top RPN proposals per image (source and target) given to
+                D_ins.
             kwargs: GeneralizedRCNN's arguments.
         """
         super().__init__(**kwargs)
@@ -61,7 +63,7 @@ class DomainAdaptiveRCNN(GeneralizedRCNN):
         self.grl_lambdas = grl_lambdas
         self.grl_schedule = grl_schedule
         self.grl_gamma = grl_gamma
-        self.target_proposals = target_proposals
+        self.instance_regions = instance_regions
         self.training_progress = 0.0  # in [0, 1], set by the trainer for the GRL schedule
         self._strides = {k: v.stride for k, v in self.backbone.output_shape().items()}
 
@@ -97,7 +99,7 @@ class DomainAdaptiveRCNN(GeneralizedRCNN):
                                  "DomainAdaptiveRes5ROIHeads (C4)")
             instance_classifier = InstanceDomainClassifier(
                 ret["roi_heads"].box_feature_dim, da.INSTANCE.HIDDEN_DIM, da.INSTANCE.DROPOUT)
-        target_proposals = da.INSTANCE.TARGET_PROPOSALS
+        regions = da.INSTANCE.REGIONS_PER_IMAGE
         ret.update(
             image_classifiers=image_classifiers,
             image_in_features=in_features,
@@ -109,8 +111,8 @@ class DomainAdaptiveRCNN(GeneralizedRCNN):
             grl_lambdas={"image": da.IMAGE.GRL_LAMBDA, "instance": da.INSTANCE.GRL_LAMBDA},
             grl_schedule=da.GRL_SCHEDULE,
             grl_gamma=da.GRL_GAMMA,
-            target_proposals=(cfg.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE if target_proposals == -1
-                              else target_proposals),
+            instance_regions=(cfg.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE // 2 if regions == -1
+                              else regions),
         )
         return ret
 
@@ -140,21 +142,20 @@ class DomainAdaptiveRCNN(GeneralizedRCNN):
         gt_instances = [x["instances"].to(self.device) for x in source]
 
         proposals, losses = self.proposal_generator(src_images, src_features, gt_instances)
-        box_losses, src_box_features, src_rois = self.roi_heads.forward_with_box_features(
-            src_features, proposals, gt_instances)
+        _, box_losses = self.roi_heads(src_images, src_features, proposals, gt_instances)
         losses.update(box_losses)
         with torch.profiler.record_function("da_detect.domain_losses"):  # named in profiles
-            losses.update(self.domain_losses(images, features, n, src_box_features, src_rois))
+            losses.update(self.domain_losses(images, features, n))
         return losses
 
-    def domain_losses(self, images, features, num_source, src_box_features, src_rois):
+    def domain_losses(self, images, features, num_source):
         """L_img, L_ins and L_cst (Eq. 4, 5, 7), each times lambda and its part weight (Eq. 8).
 
-        Images ``[:num_source]`` are source, the rest target. D_ins sees, for source images, the
-        regions the ROI heads sampled for training (the ones the detection loss is taken on); for
-        target images, which have no labels to sample with, the ``target_proposals`` top-scoring
-        RPN proposals as the RPN makes them at test time (the regions the detector classifies
-        there).
+        Images ``[:num_source]`` are source, the rest target. D_ins sees, in every image, the
+        ``instance_regions`` top-scoring RPN proposals as the RPN makes them at test time: the
+        regions the detector classifies there, chosen the same way in both domains. (Label-sampled
+        source regions against target proposals would let D_ins tell the domains apart by the mix
+        of objects and background alone.)
         """
         storage = get_event_storage()
         num_images = len(images)
@@ -177,12 +178,9 @@ class DomainAdaptiveRCNN(GeneralizedRCNN):
             storage.put_scalar("da/grl_lambda_image", lambdas["image"])
 
         if self.instance_classifier is not None:
-            tgt_features = {k: v[num_source:] for k, v in features.items()}
-            tgt_images = ImageList(images.tensor[num_source:], images.image_sizes[num_source:])
-            tgt_boxes = self._target_proposal_boxes(tgt_images, tgt_features)
-            box_features = torch.cat(
-                [src_box_features, self.roi_heads.box_features(tgt_features, tgt_boxes)])
-            rois = list(src_rois) + [len(b) for b in tgt_boxes]
+            boxes = self._top_proposal_boxes(images, features)
+            box_features = self.roi_heads.box_features(features, boxes)
+            rois = [len(b) for b in boxes]
             roi_image = torch.repeat_interleave(
                 torch.arange(num_images, device=self.device), torch.as_tensor(rois, device=self.device))
             ins_logits = self.instance_classifier(reverse_gradient(box_features, lambdas["instance"]))
@@ -203,12 +201,12 @@ class DomainAdaptiveRCNN(GeneralizedRCNN):
         return losses
 
     @torch.no_grad()
-    def _target_proposal_boxes(self, images, features):
-        """Top ``target_proposals`` RPN boxes per target image, as the RPN proposes at test time."""
+    def _top_proposal_boxes(self, images, features):
+        """Top ``instance_regions`` RPN boxes per image, as the RPN proposes at test time."""
         rpn = self.proposal_generator
         rpn.train(False)
         try:
             proposals, _ = rpn(images, features)
         finally:
             rpn.train(True)
-        return [p.proposal_boxes[: self.target_proposals] for p in proposals]
+        return [p.proposal_boxes[: self.instance_regions] for p in proposals]
