@@ -88,6 +88,8 @@ def test_consistency_loss_by_hand():
 
 @pytest.mark.parametrize("config,opts,levels,box_dim", [
     (SYNTHETIC_DA, [], ["p3", "p4", "p5", "p6"], 512),
+    (SYNTHETIC_DA, ["MODEL.DA.IMAGE.IN_FEATURES", "['res3', 'res4', 'res5']",
+                    "MODEL.DA.IMAGE.SHARED", "False"], ["res3", "res4", "res5"], 512),
     (REPO / "configs" / "Base-RCNN-C4.yaml",
      ["MODEL.META_ARCHITECTURE", "DomainAdaptiveRCNN", "MODEL.ROI_HEADS.NAME",
       "DomainAdaptiveRes5ROIHeads", "MODEL.DEVICE", "cpu", "MODEL.ROI_HEADS.NUM_CLASSES", "3",
@@ -99,11 +101,31 @@ def test_classifier_shapes(config, opts, levels, box_dim):
     assert model.image_in_features == levels
     assert model.roi_heads.box_feature_dim == box_dim
     images = torch.randn(2, 3, 128, 160)
-    features = model.backbone(images)
+    features = model._backbone_features(images)
     for level in levels:
         logits = model.image_classifiers[level](features[level])
         assert logits.shape == (2, 1) + features[level].shape[2:]
     assert model.instance_classifier(torch.randn(7, box_dim)).shape == (7,)
+
+
+def test_unknown_image_feature_is_named_with_the_choices():
+    cfg = cfg_for(SYNTHETIC_DA, "MODEL.DA.IMAGE.IN_FEATURES", "['p3', 'res9']")
+    with pytest.raises(ValueError, match=r"MODEL.DA.IMAGE.IN_FEATURES: \['res9'\].*'p6'.*'res5'"):
+        build_model(cfg)
+
+
+def test_image_loss_on_bottom_up_features_reaches_only_the_bottom_up_network(inputs):
+    cfg = cfg_for(SYNTHETIC_DA, "MODEL.DA.IMAGE.IN_FEATURES", "['res3', 'res4', 'res5']",
+                  "MODEL.DA.IMAGE.SHARED", "False")
+    model = build_model(cfg).train()
+    source, target = inputs
+    with EventStorage():
+        model(source + target)["loss_da_image"].backward()
+    bottom_up = model.backbone.bottom_up
+    assert bottom_up.stem.conv1.weight.grad.abs().sum() > 0
+    assert bottom_up.res5[-1].conv2.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for n, p in model.backbone.named_parameters()
+               if not n.startswith("bottom_up."))
 
 
 def test_c4_model_trains_on_source_and_target(inputs):

@@ -42,7 +42,8 @@ class DomainAdaptiveRCNN(GeneralizedRCNN):
         Args:
             image_classifiers (nn.ModuleDict or None): feature name -> ImageDomainClassifier
                 (the same module under every name when shared).
-            image_in_features (list[str]): backbone features D_img classifies.
+            image_in_features (list[str]): backbone features D_img classifies: the backbone's
+                outputs or, for an FPN, also its bottom-up network's (e.g. res3-res5).
             instance_classifier (InstanceDomainClassifier or None).
             consistency (bool): add the consistency regularizer L_cst.
             da_loss_weight (float): lambda of Eq. (8).
@@ -65,13 +66,13 @@ class DomainAdaptiveRCNN(GeneralizedRCNN):
         self.grl_gamma = grl_gamma
         self.instance_regions = instance_regions
         self.training_progress = 0.0  # in [0, 1], set by the trainer for the GRL schedule
-        self._strides = {k: v.stride for k, v in self.backbone.output_shape().items()}
+        self._strides = {k: v.stride for k, v in _feature_shapes(self.backbone).items()}
 
     @classmethod
     def from_config(cls, cfg):
         ret = super().from_config(cfg)
         da = cfg.MODEL.DA
-        shapes = ret["backbone"].output_shape()
+        shapes = _feature_shapes(ret["backbone"])
         in_features = list(da.IMAGE.IN_FEATURES) or list(cfg.MODEL.RPN.IN_FEATURES)
         unknown = [f for f in in_features if f not in shapes]
         if unknown:
@@ -135,7 +136,7 @@ class DomainAdaptiveRCNN(GeneralizedRCNN):
             return super().forward(source)
 
         images = self.preprocess_image(source + target)
-        features = self.backbone(images.tensor)
+        features = self._backbone_features(images.tensor)
         n = len(source)
         src_images = ImageList(images.tensor[:n], images.image_sizes[:n])
         src_features = {k: v[:n] for k, v in features.items()}
@@ -200,6 +201,19 @@ class DomainAdaptiveRCNN(GeneralizedRCNN):
             losses["loss_da_consistency"] = weight["consistency"] * loss
         return losses
 
+    def _backbone_features(self, x):
+        """The backbone's outputs and, for an FPN, its bottom-up network's (one forward pass)."""
+        bottom_up = getattr(self.backbone, "bottom_up", None)
+        if bottom_up is None:
+            return self.backbone(x)
+        captured = {}
+        hook = bottom_up.register_forward_hook(lambda module, inputs, out: captured.update(out))
+        try:
+            features = self.backbone(x)
+        finally:
+            hook.remove()
+        return {**captured, **features}
+
     @torch.no_grad()
     def _top_proposal_boxes(self, images, features):
         """Top ``instance_regions`` RPN boxes per image, as the RPN proposes at test time."""
@@ -210,3 +224,11 @@ class DomainAdaptiveRCNN(GeneralizedRCNN):
         finally:
             rpn.train(True)
         return [p.proposal_boxes[: self.instance_regions] for p in proposals]
+
+
+def _feature_shapes(backbone):
+    """Name -> ShapeSpec of every feature :meth:`DomainAdaptiveRCNN._backbone_features` returns."""
+    bottom_up = getattr(backbone, "bottom_up", None)
+    shapes = dict(bottom_up.output_shape()) if bottom_up is not None else {}
+    shapes.update(backbone.output_shape())
+    return shapes
