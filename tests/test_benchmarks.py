@@ -2,9 +2,12 @@
 import importlib.util
 import json
 import re
+from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
+from pycocotools.coco import COCO
 
 from conftest import REPO, SYNTHETIC_DA, run_script
 
@@ -38,16 +41,16 @@ def test_speed_benchmark_reports_both_modes_side_by_side(tmp_path):
     assert "Plain and adapted predictions identical: yes." in text
 
 
-def load_benchmark_synthetic():
-    spec = importlib.util.spec_from_file_location(
-        "benchmark_synthetic", REPO / "tools" / "benchmark_synthetic.py")
+def load_script(path):
+    """The repository's script at ``path`` (relative to it), imported as a module."""
+    spec = importlib.util.spec_from_file_location(Path(path).stem, REPO / path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
 def test_gap_closed_is_the_share_of_source_only_to_oracle():
-    gap_closed = load_benchmark_synthetic().gap_closed
+    gap_closed = load_script("tools/benchmark_synthetic.py").gap_closed
     runs = {name: [{"target": {"AP50": ap}} for ap in aps] for name, aps in
             {"source_only": [40, 50], "image": [58, 68], "oracle": [85, 95]}.items()}
     assert gap_closed(runs) == pytest.approx({"source_only": 0, "image": 40, "oracle": 100})
@@ -72,3 +75,43 @@ def test_synthetic_benchmark_writes_table_and_chart(tmp_path):
         assert re.fullmatch(r"\d+\.\d\d", rows[variant][6])
     with Image.open(tmp_path / "results.png") as chart:
         assert chart.format == "PNG" and chart.width > 200
+
+
+def test_ap50_by_size_splits_boxes_into_area_thirds(tmp_path):
+    by_size = load_script("benchmarks/synthetic_ap50_by_size.py")
+    sides = [6, 8, 10, 20, 24, 28, 50, 60, 70]  # three boxes per third of the areas
+    boxes = [[10.0, 10.0, s, s] for s in sides]
+    coco = COCO()
+    coco.dataset = {
+        "images": [{"id": i + 1, "width": 100, "height": 100} for i in range(len(boxes))],
+        "annotations": [{"id": i + 1, "image_id": i + 1, "category_id": 1, "bbox": b,
+                         "area": b[2] * b[3], "iscrowd": 0} for i, b in enumerate(boxes)],
+        "categories": [{"id": 1, "name": "car"}]}
+    coco.createIndex()
+    bounds = by_size.area_thirds(coco)
+    assert 10 ** 2 < bounds[0] < 20 ** 2 and 28 ** 2 < bounds[1] < 50 ** 2
+    found = [{"image_id": i + 1, "category_id": 1, "bbox": b, "score": 1.0}
+             for i, b in enumerate(boxes) if b[2] >= 20]  # every small box missed
+    detections = tmp_path / "detections.json"
+    detections.write_text(json.dumps(found))
+    overall, small, medium, large = by_size.ap50_by_area(coco, detections, bounds)
+    assert (small, medium, large) == (0.0, 100.0, 100.0)
+    assert 60 < overall < 70  # 2/3 recall at precision 1
+
+
+def test_domain_probe_finds_where_the_domains_differ():
+    probe_script = load_script("benchmarks/domain_probe.py")
+    torch.manual_seed(0)
+    source = {"p3": torch.randn(32, 8, 6, 5)}
+    target = {"p3": torch.randn(32, 8, 6, 5)}
+    target["p3"][:, 0, :2] += 6.0  # the domains differ in the top third of rows only
+    probe = probe_script.train_probe(source, target, hidden_channels=16, steps=300, seed=0)
+    held_out = {"p3": torch.randn(16, 8, 6, 5)}
+    shifted = {"p3": held_out["p3"].clone()}
+    shifted["p3"][:, 0, :2] += 6.0
+    source_accuracy = probe_script.band_accuracy(probe, held_out, 0.0)
+    target_accuracy = probe_script.band_accuracy(probe, shifted, 1.0)
+    mean = {band: (source_accuracy[band] + target_accuracy[band]) / 2 for band in source_accuracy}
+    assert mean["top"] > 0.85
+    assert 0.4 < mean["middle"] < 0.6 and 0.4 < mean["bottom"] < 0.6
+    assert mean["all"] == pytest.approx((mean["top"] + mean["middle"] + mean["bottom"]) / 3)

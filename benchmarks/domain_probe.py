@@ -1,0 +1,146 @@
+#!/usr/bin/env python
+"""How well a fresh patch-wise domain classifier tells source from target in a trained detector's
+backbone features, and where in the image: a probe of what image-level alignment left (or had).
+
+For each checkpoint, the backbone's features (``--features``, default the config's
+``MODEL.DA.IMAGE.IN_FEATURES`` or else the RPN's) of ``--images`` source and target training images
+are computed once, frozen; a new :class:`ImageDomainClassifier` (one head shared by the levels,
+hidden width as configured) is trained on them with Adam for ``--steps`` steps of 8 + 8 images,
+then its per-location accuracy is measured on as many val images of each domain: over all
+locations, and per horizontal band of the image (top, middle and bottom third). Prints a markdown
+table; 0.5 is chance, 1.0 domains told apart everywhere.
+
+    python benchmarks/domain_probe.py --config-file configs/synthetic/da_faster_rcnn_R18_FPN.yaml \\
+        --weights source-only=output/benchmark/full-foggy/source_only/seed1/model_final.pth \\
+                  adapted=output/benchmark/full-foggy/image_instance_consistency/seed1/model_final.pth
+"""
+import argparse
+import sys
+
+import da_detect  # noqa: F401  (detectron2 compatibility, registrations; before detectron2)
+import torch
+from da_detect.checkpoint import CheckpointError
+from da_detect.config import ConfigError, load_config
+from da_detect.data.problems import DatasetError
+from da_detect.engine.predictor import Predictor
+from da_detect.modeling.image_domain_classifier import ImageDomainClassifier, image_domain_loss
+from detectron2.data import DatasetCatalog
+from detectron2.data.detection_utils import read_image
+
+BANDS = ("top", "middle", "bottom")
+
+
+def backbone_features(predictor, records, names, input_format):
+    """name -> (N, C, H, W) features of the images of ``records`` (all of one size)."""
+    out = {name: [] for name in names}
+    for record in records:
+        image = read_image(record["file_name"], format=input_format)
+        resized = predictor.aug.get_transform(image).apply_image(image)
+        tensor = torch.as_tensor(resized.astype("float32").transpose(2, 0, 1))
+        batch = predictor.model.preprocess_image([{"image": tensor}])
+        with torch.no_grad():
+            features = predictor.model._backbone_features(batch.tensor)
+        for name in names:
+            out[name].append(features[name])
+    shapes = {tuple(x.shape) for x in out[names[0]]}
+    if len(shapes) != 1:
+        raise ValueError(f"the probe needs images of one size, got feature shapes {shapes}")
+    return {name: torch.cat(xs) for name, xs in out.items()}
+
+
+def train_probe(source, target, hidden_channels, steps, seed):
+    """A fresh ImageDomainClassifier fit to tell ``source`` (label 0) from ``target`` (1)."""
+    torch.manual_seed(seed)
+    names = list(source)
+    probe = ImageDomainClassifier(source[names[0]].shape[1], hidden_channels)
+    optimizer = torch.optim.Adam(probe.parameters(), lr=1e-3)
+    labels = torch.tensor([0.0] * 8 + [1.0] * 8)
+    for _ in range(steps):
+        picks = [torch.randint(len(d[names[0]]), (8,)) for d in (source, target)]
+        logits, masks = [], []
+        for name in names:
+            x = torch.cat([source[name][picks[0]], target[name][picks[1]]])
+            logits.append(probe(x))
+            masks.append(torch.ones_like(logits[-1], dtype=torch.bool))
+        loss, _ = image_domain_loss(logits, labels, masks)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return probe
+
+
+@torch.no_grad()
+def band_accuracy(probe, features, label):
+    """Accuracy of ``probe`` on every location of ``features`` (all one domain, ``label``):
+    overall and per band of rows (top / middle / bottom third)."""
+    correct = {band: 0.0 for band in ("all",) + BANDS}
+    count = dict.fromkeys(correct, 0)
+    for x in features.values():
+        right = ((probe(x) > 0).float() == label).float()[:, 0]  # (N, H, W)
+        rows = right.shape[1]
+        band_of_row = (torch.arange(rows) * len(BANDS)) // rows
+        for k, band in enumerate(BANDS):
+            in_band = right[:, band_of_row == k]
+            correct[band] += in_band.sum().item()
+            count[band] += in_band.numel()
+        correct["all"] += right.sum().item()
+        count["all"] += right.numel()
+    return {band: correct[band] / count[band] for band in correct}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config-file", required=True)
+    parser.add_argument("--weights", nargs="+", required=True, metavar="NAME=PATH",
+                        help="checkpoints to probe, each with a name for the table")
+    parser.add_argument("--source-split", help="default: the config's DATASETS.TRAIN[0] ...")
+    parser.add_argument("--target-split", help="default: the config's DATASETS.TARGET_TRAIN[0]")
+    parser.add_argument("--features", nargs="+", help="backbone features to probe")
+    parser.add_argument("--images", type=int, default=128, help="images per domain and split")
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
+    args = parser.parse_args()
+    try:
+        cfg = load_config(args.config_file, args.opts)
+        train = {"source": args.source_split or cfg.DATASETS.TRAIN[0],
+                 "target": args.target_split or cfg.DATASETS.TARGET_TRAIN[0]}
+        val = {d: name.replace("_train", "_val") for d, name in train.items()}
+        records = {(d, part): DatasetCatalog.get(splits[d])[:args.images]
+                   for part, splits in (("train", train), ("val", val)) for d in splits}
+    except (ConfigError, DatasetError, KeyError) as e:
+        sys.exit(f"error: {e}")
+    except IndexError:
+        sys.exit("error: give --source-split and --target-split (the config names no "
+                 "DATASETS.TRAIN / TARGET_TRAIN)")
+    names = (args.features or list(cfg.MODEL.DA.IMAGE.IN_FEATURES)
+             or list(cfg.MODEL.RPN.IN_FEATURES))
+
+    header = ["model", "all locations", *[f"{band} third" for band in BANDS]]
+    lines = [f"Domain probe accuracy ({train['source']} vs {train['target']}, features "
+             f"{names}, {args.images} images per domain, {args.steps} steps; measured on "
+             f"{val['source']} and {val['target']}, mean of the two domains' accuracies):\n",
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for spec in args.weights:
+        name, _, path = spec.partition("=")
+        model_cfg = cfg.clone()
+        model_cfg.defrost()
+        model_cfg.MODEL.WEIGHTS = path or name
+        try:
+            predictor = Predictor(model_cfg)
+        except CheckpointError as e:
+            sys.exit(f"error: {e}")
+        features = {key: backbone_features(predictor, recs, names, cfg.INPUT.FORMAT)
+                    for key, recs in records.items()}
+        probe = train_probe(features["source", "train"], features["target", "train"],
+                            cfg.MODEL.DA.IMAGE.HIDDEN_CHANNELS, args.steps, args.seed)
+        source = band_accuracy(probe, features["source", "val"], 0.0)
+        target = band_accuracy(probe, features["target", "val"], 1.0)
+        cells = [f"{(source[band] + target[band]) / 2:.3f}" for band in source]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        print(lines[-1], file=sys.stderr)
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

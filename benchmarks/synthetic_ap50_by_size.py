@@ -1,0 +1,102 @@
+#!/usr/bin/env python
+"""Where a synthetic benchmark's target AP50 is lost: AP50 by object size, per variant.
+
+Nearer objects are drawn larger, so size stands for distance: on the foggy target the smallest
+objects are the farthest, seen through the thickest fog (transmission exp(-beta * depth)). Reads
+the detections a ``tools/benchmark_synthetic.py`` run left in OUTPUT/<variant>/seed<k>/inference/,
+splits the target val split's ground-truth boxes into area thirds (COCO's area ranges, with the
+thirds' bounds), and prints a markdown table of AP50 (IoU 0.5, mean over classes) per third, mean
+± std over seeds, with the share of the source-only -> oracle gap each variant closes per third.
+
+    python benchmarks/synthetic_ap50_by_size.py output/benchmark/full-foggy --target foggy
+"""
+import argparse
+import contextlib
+import io
+import json
+import statistics
+from pathlib import Path
+
+import numpy as np
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def area_thirds(coco):
+    """The two ground-truth box areas that split the (non-crowd) boxes into thirds."""
+    areas = [a["area"] for a in coco.dataset["annotations"] if not a.get("iscrowd", 0)]
+    return [float(x) for x in np.quantile(areas, [1 / 3, 2 / 3])]
+
+
+def ap50_by_area(coco, detections_json, bounds):
+    """AP50 (%) over all boxes and per area range [0, b0), [b0, b1), [b1, inf)."""
+    detections = json.loads(Path(detections_json).read_text())
+    if not detections:
+        return [0.0] * (len(bounds) + 2)
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints as it goes
+        evaluation = COCOeval(coco, coco.loadRes(detections), "bbox")
+        edges = [0.0, *bounds, 1e10]
+        evaluation.params.areaRng = [[0.0, 1e10]] + [list(r) for r in zip(edges, edges[1:])]
+        evaluation.params.areaRngLbl = ["all"] + [f"range{i}" for i in range(len(edges) - 1)]
+        evaluation.evaluate()
+        evaluation.accumulate()
+    precision = evaluation.eval["precision"][0, :, :, :, -1]  # IoU 0.5: (recall, class, area)
+    values = []
+    for area in range(precision.shape[2]):
+        per_class = [p[p > -1].mean() for p in precision[:, :, area].T if (p > -1).any()]
+        values.append(100 * float(np.mean(per_class)) if per_class else float("nan"))
+    return values
+
+
+def mean_std(values):
+    if len(values) == 1:
+        return f"{values[0]:.1f}"
+    return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("output", type=Path, help="a tools/benchmark_synthetic.py --output folder")
+    parser.add_argument("--target", default="foggy")
+    args = parser.parse_args()
+
+    import da_detect  # noqa: F401  (detectron2 compatibility, dataset registrations)
+    from detectron2.data import MetadataCatalog
+
+    dataset = f"synthetic_{args.target}_val"
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco = COCO(MetadataCatalog.get(dataset).json_file)
+    bounds = area_thirds(coco)
+    found = sorted(args.output.glob(f"*/seed*/inference/{dataset}/coco_instances_results.json"))
+    if not found:
+        raise SystemExit(f"error: no detections on {dataset} under {args.output}"
+                         f"/<variant>/seed<k>/inference/")
+    runs = {}
+    for path in found:
+        variant = path.parents[3].name
+        runs.setdefault(variant, []).append(ap50_by_area(coco, path, bounds))
+
+    means = {v: np.mean(r, axis=0) for v, r in runs.items()}
+    names = ["all", f"small (area < {bounds[0]:.0f} px²)",
+             f"medium ({bounds[0]:.0f}-{bounds[1]:.0f})", f"large (≥ {bounds[1]:.0f})"]
+    lines = [f"Target AP50 (%) on {dataset} by ground-truth box area (thirds of its boxes), "
+             f"mean ± std over seeds; in brackets, the share of the source-only -> oracle gap "
+             f"closed.\n",
+             "| variant | seeds | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
+    for variant, values in runs.items():
+        cells = []
+        for k in range(len(names)):
+            cell = mean_std([v[k] for v in values])
+            if "source_only" in means and "oracle" in means:
+                gap = means["oracle"][k] - means["source_only"][k]
+                if gap > 0:
+                    cell += f" [{100 * (means[variant][k] - means['source_only'][k]) / gap:.0f}%]"
+            cells.append(cell)
+        lines.append(f"| {variant} | {len(values)} | " + " | ".join(cells) + " |")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
