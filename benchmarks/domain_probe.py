@@ -34,12 +34,8 @@ def backbone_features(predictor, records, names, input_format):
     """name -> (N, C, H, W) features of the images of ``records`` (all of one size)."""
     out = {name: [] for name in names}
     for record in records:
-        image = read_image(record["file_name"], format=input_format)
-        resized = predictor.aug.get_transform(image).apply_image(image)
-        tensor = torch.as_tensor(resized.astype("float32").transpose(2, 0, 1))
-        batch = predictor.model.preprocess_image([{"image": tensor}])
-        with torch.no_grad():
-            features = predictor.model._backbone_features(batch.tensor)
+        features = predictor.backbone_features(read_image(record["file_name"],
+                                                          format=input_format))
         for name in names:
             out[name].append(features[name])
     shapes = {tuple(x.shape) for x in out[names[0]]}

@@ -115,3 +115,22 @@ def test_domain_probe_finds_where_the_domains_differ():
     assert mean["top"] > 0.85
     assert 0.4 < mean["middle"] < 0.6 and 0.4 < mean["bottom"] < 0.6
     assert mean["all"] == pytest.approx((mean["top"] + mean["middle"] + mean["bottom"]) / 3)
+
+
+def test_domain_probe_reports_every_model(tmp_path):
+    from da_detect.checkpoint import DACheckpointer
+    from da_detect.config import load_config
+    from detectron2.modeling import build_model
+
+    DACheckpointer(build_model(load_config(str(SYNTHETIC_DA), TINY)), save_dir=str(tmp_path)).save(
+        "random")
+    weights = tmp_path / "random.pth"
+    stdout = run_script("benchmarks/domain_probe.py", "--config-file", SYNTHETIC_DA, "--weights",
+                        f"first={weights}", f"second={weights}", "--images", "2", "--steps", "2",
+                        *TINY).stdout
+    rows = table_rows(stdout)
+    assert rows["first"] == rows["second"]  # same features, probe and data: same accuracies
+    assert len(rows["first"]) == 4 and all(0 <= float(v) <= 1 for v in rows["first"])
+    missing = run_script("benchmarks/domain_probe.py", "--config-file", SYNTHETIC_DA, "--weights",
+                         f"x={tmp_path / 'missing.pth'}", *TINY, check=False)
+    assert missing.returncode != 0 and "missing.pth" in missing.stderr

@@ -101,7 +101,7 @@ def test_classifier_shapes(config, opts, levels, box_dim):
     assert model.image_in_features == levels
     assert model.roi_heads.box_feature_dim == box_dim
     images = torch.randn(2, 3, 128, 160)
-    features = model._backbone_features(images)
+    features = model.backbone_features(images)
     for level in levels:
         logits = model.image_classifiers[level](features[level])
         assert logits.shape == (2, 1) + features[level].shape[2:]

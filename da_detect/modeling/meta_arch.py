@@ -136,7 +136,7 @@ class DomainAdaptiveRCNN(GeneralizedRCNN):
             return super().forward(source)
 
         images = self.preprocess_image(source + target)
-        features = self._backbone_features(images.tensor)
+        features = self.backbone_features(images.tensor)
         n = len(source)
         src_images = ImageList(images.tensor[:n], images.image_sizes[:n])
         src_features = {k: v[:n] for k, v in features.items()}
@@ -201,8 +201,9 @@ class DomainAdaptiveRCNN(GeneralizedRCNN):
             losses["loss_da_consistency"] = weight["consistency"] * loss
         return losses
 
-    def _backbone_features(self, x):
-        """The backbone's outputs and, for an FPN, its bottom-up network's (one forward pass)."""
+    def backbone_features(self, x):
+        """The backbone's outputs for the (N, 3, H, W) batch ``x`` and, for an FPN, its bottom-up
+        network's (res2-res5), from one forward pass: name -> (N, C, H/stride, W/stride)."""
         bottom_up = getattr(self.backbone, "bottom_up", None)
         if bottom_up is None:
             return self.backbone(x)
@@ -227,7 +228,7 @@ class DomainAdaptiveRCNN(GeneralizedRCNN):
 
 
 def _feature_shapes(backbone):
-    """Name -> ShapeSpec of every feature :meth:`DomainAdaptiveRCNN._backbone_features` returns."""
+    """Name -> ShapeSpec of every feature :meth:`DomainAdaptiveRCNN.backbone_features` returns."""
     bottom_up = getattr(backbone, "bottom_up", None)
     shapes = dict(bottom_up.output_shape()) if bottom_up is not None else {}
     shapes.update(backbone.output_shape())
