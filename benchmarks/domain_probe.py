@@ -6,9 +6,10 @@ For each checkpoint, the backbone's features (``--features``, default the config
 ``MODEL.DA.IMAGE.IN_FEATURES`` or else the RPN's) of ``--images`` source and target training images
 are computed once, frozen; a new :class:`ImageDomainClassifier` (one head shared by the levels,
 hidden width as configured) is trained on them with Adam for ``--steps`` steps of 8 + 8 images,
-then its per-location accuracy is measured on as many val images of each domain: over all
-locations, and per horizontal band of the image (top, middle and bottom third). Prints a markdown
-table; 0.5 is chance, 1.0 domains told apart everywhere.
+then its per-location accuracy is measured on as many val images of each domain (the splits named
+like the train splits, ``_val`` for ``_train``): over all locations, and per horizontal band of the
+image (top, middle and bottom third). Prints a markdown table; 0.5 is chance, 1.0 domains told
+apart everywhere.
 
     python benchmarks/domain_probe.py --config-file configs/synthetic/da_faster_rcnn_R18_FPN.yaml \\
         --weights source-only=output/benchmark/full-foggy/source_only/seed1/model_final.pth \\
@@ -36,6 +37,9 @@ def backbone_features(predictor, records, names, input_format):
     for record in records:
         features = predictor.backbone_features(read_image(record["file_name"],
                                                           format=input_format))
+        missing = [name for name in names if name not in features]
+        if missing:
+            raise ValueError(f"--features {missing}: not among the backbone's {sorted(features)}")
         for name in names:
             out[name].append(features[name])
     shapes = {tuple(x.shape) for x in out[names[0]]}
@@ -88,9 +92,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config-file", required=True)
     parser.add_argument("--weights", nargs="+", required=True, metavar="NAME=PATH",
-                        help="checkpoints to probe, each with a name for the table")
-    parser.add_argument("--source-split", help="default: the config's DATASETS.TRAIN[0] ...")
-    parser.add_argument("--target-split", help="default: the config's DATASETS.TARGET_TRAIN[0]")
+                        help="checkpoints to probe, each with a name for the table (a bare "
+                             "PATH names itself)")
+    parser.add_argument("--source-split", help="source train split; default: the config's "
+                                                "DATASETS.TRAIN[0]")
+    parser.add_argument("--target-split", help="target train split; default: the config's "
+                                                "DATASETS.TARGET_TRAIN[0]")
     parser.add_argument("--features", nargs="+", help="backbone features to probe")
     parser.add_argument("--images", type=int, default=128, help="images per domain and split")
     parser.add_argument("--steps", type=int, default=300)
@@ -126,8 +133,11 @@ def main():
             predictor = Predictor(model_cfg)
         except CheckpointError as e:
             sys.exit(f"error: {e}")
-        features = {key: backbone_features(predictor, recs, names, cfg.INPUT.FORMAT)
-                    for key, recs in records.items()}
+        try:
+            features = {key: backbone_features(predictor, recs, names, cfg.INPUT.FORMAT)
+                        for key, recs in records.items()}
+        except ValueError as e:
+            sys.exit(f"error: {e}")
         probe = train_probe(features["source", "train"], features["target", "train"],
                             cfg.MODEL.DA.IMAGE.HIDDEN_CHANNELS, args.steps, args.seed)
         source = band_accuracy(probe, features["source", "val"], 0.0)

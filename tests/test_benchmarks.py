@@ -134,3 +134,7 @@ def test_domain_probe_reports_every_model(tmp_path):
     missing = run_script("benchmarks/domain_probe.py", "--config-file", SYNTHETIC_DA, "--weights",
                          f"x={tmp_path / 'missing.pth'}", *TINY, check=False)
     assert missing.returncode != 0 and "missing.pth" in missing.stderr
+    unknown = run_script("benchmarks/domain_probe.py", "--config-file", SYNTHETIC_DA, "--weights",
+                         str(weights), "--features", "p3", "p9", "--images", "1", *TINY,
+                         check=False)
+    assert unknown.returncode != 0 and "--features ['p9']" in unknown.stderr
