@@ -14,15 +14,11 @@ import argparse
 import contextlib
 import io
 import json
-import statistics
 from pathlib import Path
 
 import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
-
-REPO = Path(__file__).resolve().parents[1]
-
 
 def area_thirds(coco):
     """The two ground-truth box areas that split the (non-crowd) boxes into thirds."""
@@ -50,12 +46,6 @@ def ap50_by_area(coco, detections_json, bounds):
     return values
 
 
-def mean_std(values):
-    if len(values) == 1:
-        return f"{values[0]:.1f}"
-    return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("output", type=Path, help="a tools/benchmark_synthetic.py --output folder")
@@ -63,6 +53,7 @@ def main():
     args = parser.parse_args()
 
     import da_detect  # noqa: F401  (detectron2 compatibility, dataset registrations)
+    from da_detect.evaluation.comparison import mean_std
     from detectron2.data import MetadataCatalog
 
     dataset = f"synthetic_{args.target}_val"

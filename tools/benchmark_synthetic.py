@@ -110,12 +110,6 @@ def run(variant, seed, weights, args):
             "seconds_per_iter": statistics.median(iteration_times) if iteration_times else None}
 
 
-def mean_std(values):
-    if len(values) == 1:
-        return f"{values[0]:.1f}"
-    return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
-
-
 def seconds_per_iter(values):
     values = [v for v in values if v is not None]
     return f"{statistics.mean(values):.2f}" if values else "n/a"
@@ -131,6 +125,8 @@ def gap_closed(runs):
 
 
 def table(runs, classes):
+    from da_detect.evaluation.comparison import mean_std
+
     closed = gap_closed(runs)
     header = ["variant", "target AP50", *[f"target {c}" for c in classes], "source AP50",
               "gap closed", "s/iter"]

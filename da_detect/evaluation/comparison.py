@@ -1,5 +1,14 @@
-"""One table comparing evaluation splits (e.g. several target domains) class by class."""
+"""Tables comparing evaluations: splits class by class, and runs over seeds."""
+import statistics
+
 from tabulate import tabulate
+
+
+def mean_std(values):
+    """``"mean ± std"`` of ``values`` (e.g. AP50 over seeds), one decimal; one value: itself."""
+    if len(values) == 1:
+        return f"{values[0]:.1f}"
+    return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
 
 
 def comparison_table(results_by_split):
