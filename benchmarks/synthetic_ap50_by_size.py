@@ -20,6 +20,11 @@ import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from da_detect.evaluation.coco_ap50 import ap50_per_class
+from da_detect.evaluation.comparison import mean_std
+from detectron2.data import MetadataCatalog  # after da_detect: its compatibility fixes first
+
+
 def area_thirds(coco):
     """The two ground-truth box areas that split the (non-crowd) boxes into thirds."""
     areas = [a["area"] for a in coco.dataset["annotations"] if not a.get("iscrowd", 0)]
@@ -38,11 +43,11 @@ def ap50_by_area(coco, detections_json, bounds):
         evaluation.params.areaRngLbl = ["all"] + [f"range{i}" for i in range(len(edges) - 1)]
         evaluation.evaluate()
         evaluation.accumulate()
-    precision = evaluation.eval["precision"][0, :, :, :, -1]  # IoU 0.5: (recall, class, area)
     values = []
-    for area in range(precision.shape[2]):
-        per_class = [p[p > -1].mean() for p in precision[:, :, area].T if (p > -1).any()]
-        values.append(100 * float(np.mean(per_class)) if per_class else float("nan"))
+    for area in range(len(edges)):
+        per_class = ap50_per_class(evaluation, area)
+        values.append(float(np.nanmean(per_class)) if np.isfinite(per_class).any()
+                      else float("nan"))
     return values
 
 
@@ -51,10 +56,6 @@ def main():
     parser.add_argument("output", type=Path, help="a tools/benchmark_synthetic.py --output folder")
     parser.add_argument("--target", default="foggy")
     args = parser.parse_args()
-
-    import da_detect  # noqa: F401  (detectron2 compatibility, dataset registrations)
-    from da_detect.evaluation.comparison import mean_std
-    from detectron2.data import MetadataCatalog
 
     dataset = f"synthetic_{args.target}_val"
     with contextlib.redirect_stdout(io.StringIO()):

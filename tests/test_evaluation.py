@@ -1,4 +1,6 @@
 """Per-class AP50, COCO-style and VOC07 11-point, against answers worked out by hand."""
+import math
+
 import pytest
 import torch
 from detectron2.data import DatasetCatalog, MetadataCatalog
@@ -18,16 +20,19 @@ DETECTIONS = [([0, 60, 20, 90], 0.95), ([10, 10, 30, 30], 0.9), ([60, 0, 90, 20]
               ([50, 50, 80, 80], 0.7)]
 
 
-@pytest.fixture(scope="module")
-def dataset():
-    name = "ap50_hand_example"
+def register(name, classes):
     if name not in DatasetCatalog.list():
         DatasetCatalog.register(name, lambda: [{
             "file_name": "x.png", "image_id": 1, "height": 100, "width": 100,
             "annotations": [{"bbox": box, "bbox_mode": BoxMode.XYXY_ABS, "category_id": 0,
                              "iscrowd": crowd} for box, crowd in GT]}])
-        MetadataCatalog.get(name).set(thing_classes=["car"])
+        MetadataCatalog.get(name).set(thing_classes=classes)
     return name
+
+
+@pytest.fixture(scope="module")
+def dataset():
+    return register("ap50_hand_example", ["car"])
 
 
 def evaluate(evaluator):
@@ -42,6 +47,14 @@ def evaluate(evaluator):
 
 def test_coco_ap50_matches_hand_computation(dataset, tmp_path):
     results = evaluate(COCOAP50Evaluator(dataset, output_dir=str(tmp_path), distributed=False))
+    assert results["AP50-car"] == pytest.approx(COCO_AP50, abs=1e-3)
+    assert results["AP50"] == pytest.approx(COCO_AP50, abs=1e-3)
+
+
+def test_coco_ap50_of_a_class_without_ground_truth_is_nan_and_left_out_of_the_mean(tmp_path):
+    dataset = register("ap50_hand_example_with_bus", ["car", "bus"])
+    results = evaluate(COCOAP50Evaluator(dataset, output_dir=str(tmp_path), distributed=False))
+    assert math.isnan(results["AP50-bus"])
     assert results["AP50-car"] == pytest.approx(COCO_AP50, abs=1e-3)
     assert results["AP50"] == pytest.approx(COCO_AP50, abs=1e-3)
 

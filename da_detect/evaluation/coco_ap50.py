@@ -13,6 +13,19 @@ from .. import compat
 logger = logging.getLogger(__name__)
 
 
+def ap50_per_class(coco_eval, area_index=0):
+    """(K,) AP50 (%) per class of an accumulated ``COCOeval``, for its area range
+    ``area_index`` (0: all) at its largest detection count; NaN for a class without ground truth.
+    """
+    assert coco_eval.params.iouThrs[0] == 0.5
+    precision = coco_eval.eval["precision"][0, :, :, area_index, -1]  # (recall, class)
+    valid = precision > -1
+    sums = np.where(valid, precision, 0.0).sum(axis=0)
+    counts = valid.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, 100 * sums / counts, np.nan)
+
+
 class COCOAP50Evaluator(COCOEvaluator):
     """detectron2's :class:`COCOEvaluator` on boxes, plus ``AP50-<class>`` for every class.
 
@@ -32,13 +45,9 @@ class COCOAP50Evaluator(COCOEvaluator):
         results = super()._derive_coco_results(coco_eval, iou_type, class_names)
         if coco_eval is None or not class_names:
             return results
-        precision = coco_eval.eval["precision"]  # (iou, recall, class, area, max_dets)
-        assert coco_eval.params.iouThrs[0] == 0.5 and len(class_names) == precision.shape[2]
-        ap50 = {}
-        for k, name in enumerate(class_names):
-            p = precision[0, :, k, 0, -1]
-            p = p[p > -1]
-            ap50[name] = float(np.mean(p) * 100) if p.size else float("nan")
+        per_class = ap50_per_class(coco_eval)
+        assert len(class_names) == len(per_class)
+        ap50 = {name: float(value) for name, value in zip(class_names, per_class)}
         cells = list(itertools.chain(*ap50.items()))
         n_cols = min(6, len(cells))
         table = tabulate(list(itertools.zip_longest(*[cells[i::n_cols] for i in range(n_cols)])),

@@ -67,6 +67,9 @@ class DomainAdaptiveRCNN(GeneralizedRCNN):
         self.instance_regions = instance_regions
         self.training_progress = 0.0  # in [0, 1], set by the trainer for the GRL schedule
         self._strides = {k: v.stride for k, v in _feature_shapes(self.backbone).items()}
+        # D_img reads an FPN's bottom-up features: capture them on every training step.
+        self._aligns_bottom_up = image_classifiers is not None and any(
+            f not in self.backbone.output_shape() for f in image_in_features)
 
     @classmethod
     def from_config(cls, cfg):
@@ -136,7 +139,8 @@ class DomainAdaptiveRCNN(GeneralizedRCNN):
             return super().forward(source)
 
         images = self.preprocess_image(source + target)
-        features = self.backbone_features(images.tensor)
+        features = (self.backbone_features(images.tensor) if self._aligns_bottom_up
+                    else self.backbone(images.tensor))
         n = len(source)
         src_images = ImageList(images.tensor[:n], images.image_sizes[:n])
         src_features = {k: v[:n] for k, v in features.items()}
