@@ -1,9 +1,12 @@
 """albumentations augmentation declared in the config: applied to the chosen domain's training
 images, pixel-aligned with the unaugmented image (so boxes stay exact), and reproducible."""
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
-from conftest import SYNTHETIC_DA
+from conftest import REPO, SYNTHETIC_DA
 from da_detect.config import ConfigError, load_config
 from da_detect.data.train_loader import build_train_loader
 
@@ -60,3 +63,20 @@ def test_bad_transforms_name_the_key(expression, message):
     with pytest.raises(ConfigError, match="INPUT.ALBUMENTATIONS.SOURCE") as error:
         load_config(str(SYNTHETIC_DA), ["INPUT.ALBUMENTATIONS.SOURCE", f'["{expression}"]'])
     assert message in str(error.value)
+
+
+def test_importing_the_augmentation_makes_no_network_request():
+    """albumentations checks PyPI for updates on import unless told not to; ours must not."""
+    probe = (
+        "import os, urllib.request\n"
+        "os.environ.pop('NO_ALBUMENTATIONS_UPDATE', None)\n"
+        "requests = []\n"
+        "def refuse(self, request, *args, **kwargs):\n"
+        "    requests.append(getattr(request, 'full_url', request))\n"
+        "    raise OSError('offline')\n"
+        "urllib.request.OpenerDirector.open = refuse\n"
+        "import da_detect.data.albumentations_augmentation\n"
+        "print(requests)\n")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            cwd=REPO, check=True)
+    assert result.stdout.strip() == "[]"

@@ -11,10 +11,15 @@ images, each as albumentations' class name with keyword arguments::
 Only pixel-level transforms (albumentations' ``ImageOnlyTransform``: brightness, contrast, blur,
 noise, fog, rain, ...) are accepted: they leave every pixel where it was, so boxes stay exact.
 Geometry belongs to detectron2's own augmentations.
+
+albumentations asks PyPI for a newer version when imported; nothing here reaches the network at
+run time, so that check is off unless ``NO_ALBUMENTATIONS_UPDATE`` is set otherwise.
 """
 import ast
+import os
 
-import albumentations as A
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+import albumentations as A  # noqa: E402  (after the line above)
 import numpy as np
 from detectron2.data import transforms as T
 
