@@ -126,7 +126,7 @@ def measure_training(cfgs, warmup, steps):
     measured = {mode: [] for mode in runs}
     with EventStorage():
         for i in range(warmup + steps):
-            runs["adaptation"].model.set_training_progress(i / (warmup + steps))
+            runs["adaptation"].model.set_training_progress(i, warmup + steps)
             for mode, run in runs.items():
                 result = run.step()
                 if i >= warmup:

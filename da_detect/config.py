@@ -63,6 +63,9 @@ def add_da_config(cfg):
     # 2 / (1 + exp(-GRL_GAMMA * p)) - 1 over training progress p in [0, 1].
     cfg.MODEL.DA.GRL_SCHEDULE = "constant"
     cfg.MODEL.DA.GRL_GAMMA = 10.0
+    # The training step adaptation starts at: before it, steps are source-only (their target
+    # images are not used). 0, the paper's: from the first step.
+    cfg.MODEL.DA.START_ITER = 0
 
     cfg.MODEL.DA.IMAGE = CN()
     cfg.MODEL.DA.IMAGE.ENABLED = True
@@ -102,6 +105,7 @@ def check_da_config(cfg):
     require(da.GRL_SCHEDULE in GRL_SCHEDULES, "MODEL.DA.GRL_SCHEDULE", da.GRL_SCHEDULE,
             f"must be one of {GRL_SCHEDULES}")
     require(da.GRL_GAMMA > 0, "MODEL.DA.GRL_GAMMA", da.GRL_GAMMA, "must be > 0")
+    require(da.START_ITER >= 0, "MODEL.DA.START_ITER", da.START_ITER, "must be >= 0")
     require(cfg.TEST.AP_METHOD in AP_METHODS, "TEST.AP_METHOD", cfg.TEST.AP_METHOD,
             f"must be one of {AP_METHODS}")
     require(cfg.WANDB.MODE in WANDB_MODES, "WANDB.MODE", cfg.WANDB.MODE,

@@ -199,6 +199,18 @@ def test_detection_losses_come_from_source_images_only(da_cfg, inputs):
     assert_same(da_losses, plain_losses, keys=sorted(plain_losses))
 
 
+def test_steps_before_start_iter_train_on_the_source_images_alone(inputs):
+    source, target = inputs
+    model = build_model(cfg_for(SYNTHETIC_DA, "MODEL.DA.START_ITER", "5")).train()
+    model.set_training_progress(4, 10)
+    before = train_losses(model, source + target)
+    assert not [k for k in before if k.startswith("loss_da")]
+    assert_same(before, train_losses(model, source))  # the target images are left out
+    model.set_training_progress(5, 10)
+    after = train_losses(model, source + target)
+    assert {"loss_da_image", "loss_da_instance", "loss_da_consistency"} <= set(after)
+
+
 def test_every_switch_off_is_plain_faster_rcnn(da_cfg, inputs):
     source, target = inputs
     off = build_model(cfg_for(SYNTHETIC_DA, *ALL_OFF)).train()

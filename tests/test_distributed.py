@@ -21,6 +21,8 @@ def test_torchrun_two_cpu_processes(tmp_path):
                "--master_port", str(free_port()), str(REPO / "tests" / "ddp_worker.py"),
                str(SYNTHETIC_DA), "SOLVER.MAX_ITER", "8", "SOLVER.WARMUP_ITERS", "2",
                "SOLVER.IMS_PER_BATCH", "2", "SOLVER.TARGET_IMS_PER_BATCH", "2",
+               # 4 source-only steps, whose domain classifiers get no gradient, then 4 adapting
+               "MODEL.DA.START_ITER", "4",
                "SOLVER.CHECKPOINT_PERIOD", "100", "DATASETS.TEST", "()",
                "DATALOADER.NUM_WORKERS", "0", "WANDB.ENABLED", "False", "OUTPUT_DIR", str(tmp_path)]
     result = subprocess.run(command, capture_output=True, text=True, cwd=REPO,

@@ -20,13 +20,14 @@ from .wandb_writer import WandbWriter
 
 
 class TrainingProgress(hooks.HookBase):
-    """Before each step, tells the model how far training has got (for the GRL schedule)."""
+    """Before each step, tells the model which step it is (for MODEL.DA.START_ITER and the GRL
+    schedule)."""
 
     def before_step(self):
         model = self.trainer.model
         model = getattr(model, "module", model)  # DistributedDataParallel
         if hasattr(model, "set_training_progress"):
-            model.set_training_progress(self.trainer.iter / max(1, self.trainer.max_iter))
+            model.set_training_progress(self.trainer.iter, self.trainer.max_iter)
 
 
 class DATrainer(DefaultTrainer):
@@ -52,9 +53,10 @@ class DATrainer(DefaultTrainer):
         if comm.get_world_size() > 1:
             # detectron2 v0.6's create_ddp_model names a GPU even for a model on the CPU.
             on_gpu = next(model.parameters()).device.type == "cuda"
+            # Before MODEL.DA.START_ITER the domain classifiers get no gradient.
             model = DistributedDataParallel(
                 model, device_ids=[comm.get_local_rank()] if on_gpu else None,
-                broadcast_buffers=False)
+                broadcast_buffers=False, find_unused_parameters=cfg.MODEL.DA.START_ITER > 0)
         trainer = FiniteLossAMPTrainer if cfg.SOLVER.AMP.ENABLED else FiniteLossTrainer
         self._trainer = trainer(model, data_loader, optimizer)
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)

@@ -37,7 +37,7 @@ class DomainAdaptiveRCNN(GeneralizedRCNN):
     @configurable
     def __init__(self, *, image_classifiers, image_in_features, instance_classifier,
                  consistency, da_loss_weight, part_loss_weights, grl_lambdas, grl_schedule,
-                 grl_gamma, instance_regions, **kwargs):
+                 grl_gamma, instance_regions, start_iter=0, **kwargs):
         """
         Args:
             image_classifiers (nn.ModuleDict or None): feature name -> ImageDomainClassifier
@@ -52,6 +52,8 @@ class DomainAdaptiveRCNN(GeneralizedRCNN):
             grl_schedule (str), grl_gamma (float): see :func:`grl_lambda`.
             instance_regions (int): top RPN proposals per image (source and target) given to
                 D_ins.
+            start_iter (int): the first training step that adapts; earlier steps train on the
+                source images alone.
             kwargs: GeneralizedRCNN's arguments.
         """
         super().__init__(**kwargs)
@@ -65,7 +67,10 @@ class DomainAdaptiveRCNN(GeneralizedRCNN):
         self.grl_schedule = grl_schedule
         self.grl_gamma = grl_gamma
         self.instance_regions = instance_regions
-        self.training_progress = 0.0  # in [0, 1], set by the trainer for the GRL schedule
+        self.start_iter = start_iter
+        # set by the trainer before each step: the step, and the GRL schedule's progress in [0, 1]
+        self.iteration = 0
+        self.training_progress = 0.0
         self._strides = {k: v.stride for k, v in _feature_shapes(self.backbone).items()}
         # D_img reads an FPN's bottom-up features: capture them on every training step.
         self._aligns_bottom_up = image_classifiers is not None and any(
@@ -117,6 +122,7 @@ class DomainAdaptiveRCNN(GeneralizedRCNN):
             grl_gamma=da.GRL_GAMMA,
             instance_regions=(cfg.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE // 2 if regions == -1
                               else regions),
+            start_iter=da.START_ITER,
         )
         return ret
 
@@ -125,8 +131,10 @@ class DomainAdaptiveRCNN(GeneralizedRCNN):
         """Whether any domain classifier is on (all off: plain Faster R-CNN on source images)."""
         return self.image_classifiers is not None or self.instance_classifier is not None
 
-    def set_training_progress(self, progress):
-        self.training_progress = float(progress)
+    def set_training_progress(self, iteration, max_iter):
+        """Called before training step ``iteration`` of ``max_iter``."""
+        self.iteration = int(iteration)
+        self.training_progress = iteration / max(1, max_iter)
 
     def forward(self, batched_inputs):
         if not self.training:
@@ -135,7 +143,7 @@ class DomainAdaptiveRCNN(GeneralizedRCNN):
         target = [x for x in batched_inputs if x.get("domain", SOURCE) == TARGET]
         if not source:
             raise ValueError("a training batch needs at least one labeled source image")
-        if not self.adapts or not target:
+        if not self.adapts or not target or self.iteration < self.start_iter:
             return super().forward(source)
 
         images = self.preprocess_image(source + target)
