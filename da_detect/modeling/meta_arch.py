@@ -72,7 +72,7 @@ class DomainAdaptiveRCNN(GeneralizedRCNN):
         self.iteration = 0
         self.training_progress = 0.0
         self._strides = {k: v.stride for k, v in _feature_shapes(self.backbone).items()}
-        # D_img reads an FPN's bottom-up features: capture them on every training step.
+        # whether D_img reads an FPN's bottom-up features: only then are they captured each step
         self._aligns_bottom_up = image_classifiers is not None and any(
             f not in self.backbone.output_shape() for f in image_in_features)
 
