@@ -44,7 +44,7 @@ def ap50_by_area(coco, detections_json, bounds):
         evaluation.evaluate()
         evaluation.accumulate()
     values = []
-    for area in range(len(edges)):
+    for area in range(len(evaluation.params.areaRng)):  # "all", then the ranges
         per_class = ap50_per_class(evaluation, area)
         values.append(float(np.nanmean(per_class)) if np.isfinite(per_class).any()
                       else float("nan"))
