@@ -2,7 +2,8 @@
 """The paper's ablation (Table 1), over seeds, on the built-in synthetic domains.
 
 Variants: source-only, image-level, instance-level, both, both + consistency, an oracle trained on
-labeled target images, and photometric augmentation alone.
+labeled target images, and photometric augmentation alone; and, when asked for by name, the full
+method on top of that augmentation.
 
 Protocol. Every detector starts, like the paper's from ImageNet, from one shared starting point: a
 Faster R-CNN trained on the labeled clean source domain (stage 1, ``--pretrain-iters``, run once).
@@ -41,8 +42,12 @@ VARIANTS = {
     "image+instance": "da_faster_rcnn_R18_FPN_image_instance.yaml",
     "image+instance+consistency": "da_faster_rcnn_R18_FPN.yaml",
     "oracle": "faster_rcnn_R18_FPN_oracle.yaml",
+    "image+instance+consistency+photometric": "da_faster_rcnn_R18_FPN_photometric.yaml",
 }
-ADAPTATION_VARIANTS = ("image", "instance", "image+instance", "image+instance+consistency")
+# The paper's table and the two references it is measured against; the full benchmark's budget.
+DEFAULT_VARIANTS = [v for v in VARIANTS if v != "image+instance+consistency+photometric"]
+ADAPTATION_VARIANTS = ("image", "instance", "image+instance", "image+instance+consistency",
+                       "image+instance+consistency+photometric")
 QUICK = {"variants": ["source_only", "image+instance+consistency", "oracle"], "seeds": [1],
          "pretrain_iters": 300, "iters": 150}
 SOURCE = "clean"
@@ -177,8 +182,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--target", default="foggy",
                         choices=[d for d in DOMAIN_STYLES if d != SOURCE])
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS),
-                        help=f"any of {list(VARIANTS)}")
+    parser.add_argument("--variants", nargs="+", default=DEFAULT_VARIANTS,
+                        help=f"any of {list(VARIANTS)} (default: all but the last)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
     parser.add_argument("--pretrain-iters", type=int, default=800)
     parser.add_argument("--iters", type=int, default=200, help="stage-2 iterations per run")
