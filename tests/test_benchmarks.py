@@ -49,6 +49,24 @@ def load_script(path):
     return module
 
 
+def test_each_benchmark_variant_trains_what_its_name_says():
+    from da_detect.config import load_config
+
+    benchmark = load_script("tools/benchmark_synthetic.py")
+    for variant, config in benchmark.VARIANTS.items():
+        cfg = load_config(str(benchmark.CONFIGS / config))
+        parts = set(variant.split("+"))
+        adapts = variant in benchmark.ADAPTATION_VARIANTS
+        assert (cfg.MODEL.META_ARCHITECTURE == "DomainAdaptiveRCNN") == adapts, variant
+        if adapts:
+            assert cfg.MODEL.DA.IMAGE.ENABLED == ("image" in parts), variant
+            assert cfg.MODEL.DA.INSTANCE.ENABLED == ("instance" in parts), variant
+            assert cfg.MODEL.DA.CONSISTENCY.ENABLED == ("consistency" in parts), variant
+        assert bool(cfg.INPUT.ALBUMENTATIONS.SOURCE) == ("photometric" in parts), variant
+    assert set(benchmark.DEFAULT_VARIANTS) == set(benchmark.VARIANTS) - {
+        "image+instance+consistency+photometric"}
+
+
 def test_gap_closed_is_the_share_of_source_only_to_oracle():
     gap_closed = load_script("tools/benchmark_synthetic.py").gap_closed
     runs = {name: [{"target": {"AP50": ap}} for ap in aps] for name, aps in
