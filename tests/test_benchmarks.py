@@ -65,6 +65,10 @@ def test_each_benchmark_variant_trains_what_its_name_says():
         assert bool(cfg.INPUT.ALBUMENTATIONS.SOURCE) == ("photometric" in parts), variant
     assert set(benchmark.DEFAULT_VARIANTS) == set(benchmark.VARIANTS) - {
         "image+instance+consistency+photometric"}
+    augmentation = {variant: load_config(str(benchmark.CONFIGS / benchmark.VARIANTS[variant]))
+                    .INPUT.ALBUMENTATIONS.SOURCE
+                    for variant in ("photometric", "image+instance+consistency+photometric")}
+    assert augmentation["image+instance+consistency+photometric"] == augmentation["photometric"]
 
 
 def test_gap_closed_is_the_share_of_source_only_to_oracle():
