@@ -44,8 +44,9 @@ VARIANTS = {
     "oracle": "faster_rcnn_R18_FPN_oracle.yaml",
     "image+instance+consistency+photometric": "da_faster_rcnn_R18_FPN_photometric.yaml",
 }
-# The paper's table and the two references it is measured against; the full benchmark's budget.
-DEFAULT_VARIANTS = [v for v in VARIANTS if v != "image+instance+consistency+photometric"]
+# Run only when named: the full benchmark's hour holds the paper's table and its two references.
+OPT_IN_VARIANTS = ("image+instance+consistency+photometric",)
+DEFAULT_VARIANTS = [v for v in VARIANTS if v not in OPT_IN_VARIANTS]
 ADAPTATION_VARIANTS = ("image", "instance", "image+instance", "image+instance+consistency",
                        "image+instance+consistency+photometric")
 QUICK = {"variants": ["source_only", "image+instance+consistency", "oracle"], "seeds": [1],
@@ -183,7 +184,7 @@ def main():
     parser.add_argument("--target", default="foggy",
                         choices=[d for d in DOMAIN_STYLES if d != SOURCE])
     parser.add_argument("--variants", nargs="+", default=DEFAULT_VARIANTS,
-                        help=f"any of {list(VARIANTS)} (default: all but the last)")
+                        help=f"any of {list(VARIANTS)} (default: all but {list(OPT_IN_VARIANTS)})")
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
     parser.add_argument("--pretrain-iters", type=int, default=800)
     parser.add_argument("--iters", type=int, default=200, help="stage-2 iterations per run")
