@@ -64,7 +64,7 @@ def add_da_config(cfg):
     cfg.MODEL.DA.GRL_SCHEDULE = "constant"
     cfg.MODEL.DA.GRL_GAMMA = 10.0
     # The training step adaptation starts at: before it, steps are source-only (their target
-    # images are not used). 0, the paper's: from the first step.
+    # images are not read). 0, the paper's: from the first step.
     cfg.MODEL.DA.START_ITER = 0
 
     cfg.MODEL.DA.IMAGE = CN()

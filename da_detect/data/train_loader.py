@@ -49,21 +49,34 @@ class SeededMapDataset(torch.utils.data.Dataset):
 class TrainLoader:
     """Iterates over training steps: the concatenated batches of its data loaders (source first).
 
+    The target loaders join at step ``target_from`` (MODEL.DA.START_ITER): the steps before it,
+    which the model trains on source images alone, read no target image. Each loader's batch k
+    goes to step k, whatever step its first batch is.
+
     Its state (the data seed) is checkpointed; :meth:`start_at` makes the next iteration begin at
     a given step.
     """
 
-    def __init__(self, loaders, seed):
+    def __init__(self, loaders, seed, target_from=0):
         self.loaders = loaders
         self.seed = seed
+        self.target_from = target_from
+        self.start_at(0)
 
     def __iter__(self):
-        for batches in zip(*self.loaders):
+        source, *targets = self.loaders
+        source_batches = iter(source)
+        # zip() starts the target loaders (and their workers) only once these steps are done
+        for _ in range(source.batch_sampler.start, self.target_from):
+            yield next(source_batches)
+        for batches in zip(source_batches, *targets):
             yield [x for batch in batches for x in batch]
 
     def start_at(self, step):
-        for loader in self.loaders:
-            loader.batch_sampler.start = step
+        source, *targets = self.loaders
+        source.batch_sampler.start = step
+        for loader in targets:
+            loader.batch_sampler.start = max(step, self.target_from)
 
     def state_dict(self):
         return {"seed": self.seed}
@@ -164,4 +177,4 @@ def build_train_loader(cfg):
             # Its own generator: making workers draws nothing from torch's global one, which
             # training's checkpoints restore.
             generator=torch.Generator().manual_seed(seed + offset)))
-    return TrainLoader(loaders, seed)
+    return TrainLoader(loaders, seed, target_from=cfg.MODEL.DA.START_ITER)
