@@ -8,8 +8,9 @@ are computed once, frozen; a new :class:`ImageDomainClassifier` (one head shared
 hidden width as configured) is trained on them with Adam for ``--steps`` steps of 8 + 8 images,
 then its per-location accuracy is measured on as many val images of each domain (the splits named
 like the train splits, ``_val`` for ``_train``): over all locations, and per horizontal band of the
-image (top, middle and bottom third). Prints a markdown table; 0.5 is chance, 1.0 domains told
-apart everywhere.
+image (top, middle and bottom third). A model that adapts has, below its probe's row, the same
+accuracies for its own D_img, the classifier its features were trained against. Prints a markdown
+table; 0.5 is chance, 1.0 domains told apart everywhere.
 
     python benchmarks/domain_probe.py --config-file configs/synthetic/da_faster_rcnn_R18_FPN.yaml \\
         --weights source-only=output/benchmark/full-foggy/source_only/seed1/model_final.pth \\
@@ -70,13 +71,14 @@ def train_probe(source, target, hidden_channels, steps, seed):
 
 
 @torch.no_grad()
-def band_accuracy(probe, features, label):
-    """Accuracy of ``probe`` on every location of ``features`` (all one domain, ``label``):
-    overall and per band of rows (top / middle / bottom third)."""
+def band_accuracy(classifiers, features, label):
+    """Accuracy of ``classifiers`` (feature name -> patch-wise domain classifier) on every
+    location of ``features`` (all one domain, ``label``): overall and per band of rows (top /
+    middle / bottom third)."""
     correct = {band: 0.0 for band in ("all",) + BANDS}
     count = dict.fromkeys(correct, 0)
-    for x in features.values():
-        right = ((probe(x) > 0).float() == label).float()[:, 0]  # (N, H, W)
+    for name, x in features.items():
+        right = ((classifiers[name](x) > 0).float() == label).float()[:, 0]  # (N, H, W)
         rows = right.shape[1]
         band_of_row = (torch.arange(rows) * len(BANDS)) // rows
         for k, band in enumerate(BANDS):
@@ -140,11 +142,16 @@ def main():
             sys.exit(f"error: {e}")
         probe = train_probe(features["source", "train"], features["target", "train"],
                             cfg.MODEL.DA.IMAGE.HIDDEN_CHANNELS, args.steps, args.seed)
-        source = band_accuracy(probe, features["source", "val"], 0.0)
-        target = band_accuracy(probe, features["target", "val"], 1.0)
-        cells = [f"{(source[band] + target[band]) / 2:.3f}" for band in source]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-        print(lines[-1], file=sys.stderr)
+        rows = {name: dict.fromkeys(names, probe)}
+        own = getattr(predictor.model, "image_classifiers", None)
+        if own is not None and set(names) <= set(own):
+            rows[f"{name}, its own D_img"] = own
+        for row, classifiers in rows.items():
+            source = band_accuracy(classifiers, features["source", "val"], 0.0)
+            target = band_accuracy(classifiers, features["target", "val"], 1.0)
+            cells = [f"{(source[band] + target[band]) / 2:.3f}" for band in source]
+            lines.append(f"| {row} | " + " | ".join(cells) + " |")
+            print(lines[-1], file=sys.stderr)
     print("\n".join(lines))
 
 

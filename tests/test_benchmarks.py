@@ -130,8 +130,8 @@ def test_domain_probe_finds_where_the_domains_differ():
     held_out = {"p3": torch.randn(16, 8, 6, 5)}
     shifted = {"p3": held_out["p3"].clone()}
     shifted["p3"][:, 0, :2] += 6.0
-    source_accuracy = probe_script.band_accuracy(probe, held_out, 0.0)
-    target_accuracy = probe_script.band_accuracy(probe, shifted, 1.0)
+    source_accuracy = probe_script.band_accuracy({"p3": probe}, held_out, 0.0)
+    target_accuracy = probe_script.band_accuracy({"p3": probe}, shifted, 1.0)
     mean = {band: (source_accuracy[band] + target_accuracy[band]) / 2 for band in source_accuracy}
     assert mean["top"] > 0.85
     assert 0.4 < mean["middle"] < 0.6 and 0.4 < mean["bottom"] < 0.6
@@ -151,7 +151,10 @@ def test_domain_probe_reports_every_model(tmp_path):
                         *TINY).stdout
     rows = table_rows(stdout)
     assert rows["first"] == rows["second"]  # same features, probe and data: same accuracies
+    assert rows["first, its own D_img"] == rows["second, its own D_img"]
     assert len(rows["first"]) == 4 and all(0 <= float(v) <= 1 for v in rows["first"])
+    # The untrained D_img starts at chance: its last layer is near zero, so its logits are too.
+    assert all(float(v) == pytest.approx(0.5, abs=0.25) for v in rows["first, its own D_img"])
     missing = run_script("benchmarks/domain_probe.py", "--config-file", SYNTHETIC_DA, "--weights",
                          f"x={tmp_path / 'missing.pth'}", *TINY, check=False)
     assert missing.returncode != 0 and "missing.pth" in missing.stderr
