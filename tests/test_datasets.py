@@ -10,7 +10,7 @@ from PIL import Image
 
 from conftest import REPO
 from da_detect.config import ConfigError, load_config
-from da_detect.data import cityscapes, kitti, voc
+from da_detect.data import cityscapes, custom, kitti, voc
 from da_detect.data.builtin import register_cityscapes, register_kitti, register_sim10k
 from da_detect.data.problems import DatasetError
 
@@ -140,6 +140,22 @@ def test_kitti_malformed_line_names_file_and_line(tmp_path):
     assert (f"{bad}:3", "expected 15 columns, found 6") in problems
     assert (f"{typo}:1", "unknown KITTI type 'Kar'") in problems
 
+
+
+def test_unreadable_images_are_counted_skips_naming_the_image(tmp_path):
+    kitti_tree(tmp_path, "000000", KITTI_LINES)
+    kitti_tree(tmp_path, "000001", KITTI_LINES)
+    corrupt = tmp_path / "training" / "image_2" / "000001.png"
+    corrupt.write_bytes(b"\x89PNG not really")
+    dicts, problems = kitti.load_kitti_car(tmp_path)
+    assert [d["image_id"] for d in dicts] == ["000000"]
+    assert dict(problems)[str(corrupt)].startswith("unreadable image: ")
+
+    write_image(tmp_path / "frames" / "a.png", 40, 30)
+    (tmp_path / "frames" / "b.png").write_bytes(b"")
+    dicts, problems = custom.load_image_folder(tmp_path / "frames")
+    assert [(d["image_id"], d["width"], d["height"]) for d in dicts] == [("a", 40, 30)]
+    assert [path for path, _ in problems] == [str(tmp_path / "frames" / "b.png")]
 
 def voc_xml(objects, width=1914, height=1052):
     body = "".join(

@@ -10,10 +10,9 @@ from pathlib import Path
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import register_coco_instances
-from PIL import Image
 
 from . import voc
-from .problems import DatasetError, Problems, require_dir
+from .problems import DatasetError, Problems, image_size, require_dir
 from .registry import register_detection_dataset
 
 IMAGE_PATTERNS = ("*.jpg", "*.jpeg", "*.png")
@@ -45,14 +44,11 @@ def load_image_folder(folder):
     problems = Problems()
     dicts = []
     for path in _image_files(require_dir(folder, "image folder")):
-        try:
-            with Image.open(path) as im:
-                width, height = im.size
-        except OSError as e:
-            problems.add(path, f"unreadable image: {e}")
+        size = image_size(path, problems)
+        if size is None:
             continue
-        dicts.append({"file_name": path, "image_id": Path(path).stem, "height": height,
-                      "width": width})
+        dicts.append({"file_name": path, "image_id": Path(path).stem, "height": size[1],
+                      "width": size[0]})
     return dicts, problems
 
 

@@ -10,10 +10,9 @@ import math
 from pathlib import Path
 
 from detectron2.structures import BoxMode
-from PIL import Image
 from tqdm import tqdm
 
-from .problems import DatasetError, Problems, box_problem, require_dir
+from .problems import DatasetError, Problems, box_problem, image_size, require_dir
 
 CLASSES = ("car",)
 TYPES = ("Car", "Van", "Truck", "Pedestrian", "Person_sitting", "Cyclist", "Tram", "Misc",
@@ -38,12 +37,10 @@ def load_kitti_car(root):
         lines = _parse(label_file, problems)
         if lines is None:
             continue
-        try:
-            with Image.open(image) as im:
-                width, height = im.size
-        except OSError as e:
-            problems.add(image, f"unreadable image: {e}")
+        size = image_size(image, problems)
+        if size is None:
             continue
+        width, height = size
         outside = [(number, problem) for number, a in lines
                    if (problem := box_problem(a["bbox"], width, height))]
         if outside:

@@ -3,13 +3,15 @@
 * :class:`DatasetError` (raised): the dataset cannot be used at all: a missing root or split
   folder (the message names the path expected), or no images found.
 * :class:`Problems` (collected): a file that cannot be used drops its whole image, never part
-  of it, so no image is trained on with a box missing or wrong: an annotation without its
-  image, an unparsable file, a malformed line (``file:line``), an unknown class name. Each is
-  counted, logged, and listed in full by ``tools/check_dataset.py``.
+  of it, so no image is trained on with a box missing or wrong: an unreadable image, an
+  annotation without its image, an unparsable file, a malformed line (``file:line``), an unknown
+  class name. Each is counted, logged, and listed in full by ``tools/check_dataset.py``.
 """
 import logging
 import math
 from pathlib import Path
+
+from PIL import Image
 
 logger = logging.getLogger(__name__)
 
@@ -56,3 +58,14 @@ def image_size_problem(width, height, limit=1 << 15):
     if not (0 < width <= limit and 0 < height <= limit):
         return f"image size {width}x{height} is not between 1 and {limit} pixels"
     return None
+
+
+def image_size(path, problems):
+    """``(width, height)`` of the image file ``path``, read from its header; None, with the
+    problem added to ``problems``, when it cannot be read."""
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except OSError as e:
+        problems.add(path, f"unreadable image: {e}")
+        return None
