@@ -1,7 +1,9 @@
 """What dataset loaders do with bad input.
 
 * :class:`DatasetError` (raised): the dataset cannot be used at all: a missing root or split
-  folder (the message names the path expected), or no images found.
+  folder (the message names the path expected), or no images found. Also raised, naming the
+  file, when training or evaluation meets an image it cannot read (COCO, VOC and Cityscapes
+  splits take image sizes from their annotations and open no image until then).
 * :class:`Problems` (collected): a file that cannot be used drops its whole image, never part
   of it, so no image is trained on with a box missing or wrong: an unreadable image, an
   annotation without its image, an unparsable file, a malformed line (``file:line``), an unknown
@@ -10,6 +12,7 @@
 import logging
 import math
 from pathlib import Path
+from typing import NamedTuple
 
 from PIL import Image
 
@@ -69,3 +72,33 @@ def image_size(path, problems):
     except OSError as e:
         problems.add(path, f"unreadable image: {e}")
         return None
+
+
+class UnreadableImage(NamedTuple):
+    """What a data loader yields in place of an image it cannot read (:func:`map_or_unreadable`).
+
+    An exception raised in a data-loader worker reaches the main process as a traceback inside a
+    message; this record lets the main process raise one clear :class:`DatasetError` instead
+    (:func:`check_readable`).
+    """
+    file_name: str
+    reason: str
+
+
+def map_or_unreadable(mapper, record):
+    """``mapper(record)``, or an :class:`UnreadableImage` when reading the record's image fails
+    (a missing, empty, corrupt or truncated file)."""
+    try:
+        return mapper(record)
+    except OSError as e:  # PIL's UnidentifiedImageError is one
+        return UnreadableImage(record["file_name"], f"{type(e).__name__}: {e}")
+
+
+def check_readable(batch):
+    """``batch``, a list of mapped records; a :class:`DatasetError` naming the first image that
+    could not be read."""
+    for x in batch:
+        if isinstance(x, UnreadableImage):
+            raise DatasetError(f"{x.file_name}: unreadable image ({x.reason}); "
+                               f"replace or remove it")
+    return batch

@@ -11,6 +11,7 @@ from detectron2.utils import comm
 from torch.nn.parallel import DistributedDataParallel
 
 from ..checkpoint import DACheckpointer
+from ..data.test_loader import build_test_loader
 from ..data.train_loader import build_train_loader
 from ..evaluation import COCOAP50Evaluator, VOC07AP50Evaluator
 from ..evaluation.comparison import comparison_table
@@ -90,6 +91,10 @@ class DATrainer(DefaultTrainer):
     @classmethod
     def build_train_loader(cls, cfg):
         return build_train_loader(cfg)
+
+    @classmethod
+    def build_test_loader(cls, cfg, dataset_name):
+        return build_test_loader(cfg, dataset_name)
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):

@@ -1,0 +1,28 @@
+"""The evaluation data: detectron2's test loader, with an image that cannot be read reported as
+one :class:`DatasetError` naming it."""
+from functools import partial
+
+from detectron2.data import DatasetMapper, build_detection_test_loader
+
+from .problems import check_readable, map_or_unreadable
+
+
+class ReadCheckedLoader:
+    """Iterates over ``loader``'s batches, each through :func:`check_readable`; has its length."""
+
+    def __init__(self, loader):
+        self.loader = loader
+
+    def __len__(self):
+        return len(self.loader)
+
+    def __iter__(self):
+        for batch in self.loader:
+            yield check_readable(batch)
+
+
+def build_test_loader(cfg, dataset_name):
+    """detectron2's ``build_detection_test_loader`` with its default mapper, images that cannot
+    be read reported by name."""
+    mapper = partial(map_or_unreadable, DatasetMapper(cfg, is_train=False))
+    return ReadCheckedLoader(build_detection_test_loader(cfg, dataset_name, mapper=mapper))
