@@ -170,32 +170,37 @@ def test_bad_training_data_gives_one_error_line_before_training(tmp_path, opts, 
     assert "Starting training" not in result.stdout + result.stderr
 
 
+
 def coco_split_with_bad_images(root):
-    """A COCO-JSON split of 5 images: one good, then an empty, a corrupt, a truncated and a
-    missing file (COCO splits open no image when registered). Returns the bad files."""
+    """A COCO-JSON split (COCO splits open no image when registered) of 6 images: one good, then
+    an empty, a corrupt, a truncated and a missing file, and a good image its annotation gives
+    the wrong size. Returns the config options that register it as 'with_bad', and the bad
+    files."""
     from PIL import Image
 
-    (root / "images").mkdir(parents=True)
-    records = [{"id": i, "file_name": f"{i}.jpg", "height": 64, "width": 80} for i in range(5)]
-    Image.new("RGB", (80, 64), (90, 120, 30)).save(root / "images" / "0.jpg")
-    good = (root / "images" / "0.jpg").read_bytes()
-    (root / "images" / "1.jpg").write_bytes(b"")
-    (root / "images" / "2.jpg").write_bytes(b"\xff\xd8 not a JPEG")
-    (root / "images" / "3.jpg").write_bytes(good[:len(good) // 2])
+    images = root / "images"
+    images.mkdir(parents=True)
+    records = [{"id": i, "file_name": f"{i}.jpg", "height": 64, "width": 80} for i in range(6)]
+    records[5]["width"] = 100
+    Image.new("RGB", (80, 64), (90, 120, 30)).save(images / "0.jpg")
+    good = (images / "0.jpg").read_bytes()
+    (images / "1.jpg").write_bytes(b"")
+    (images / "2.jpg").write_bytes(b"\xff\xd8 not a JPEG")
+    (images / "3.jpg").write_bytes(good[:len(good) // 2])
+    (images / "5.jpg").write_bytes(good)
     (root / "split.json").write_text(json.dumps({
         "images": records,
         "annotations": [{"id": i, "image_id": i, "category_id": 1, "bbox": [10, 10, 20, 20],
-                         "area": 400, "iscrowd": 0} for i in range(5)],
+                         "area": 400, "iscrowd": 0} for i in range(6)],
         "categories": [{"id": 1, "name": "car"}, {"id": 2, "name": "person"},
                        {"id": 3, "name": "bus"}]}))
-    return [str(root / "images" / f"{i}.jpg") for i in range(1, 5)]
+    options = ["DATASETS.COCO_DOMAINS", f"[['with_bad', '{root}/split.json', '{images}']]"]
+    return options, [str(images / f"{i}.jpg") for i in range(1, 6)]
 
 
-def test_unreadable_image_stops_training_and_evaluation_with_one_error_line(tmp_path):
-    bad = coco_split_with_bad_images(tmp_path / "coco")
-    domain = ["DATASETS.COCO_DOMAINS",
-              f"[['with_bad', '{tmp_path}/coco/split.json', '{tmp_path}/coco/images']]"]
-    # 3 of the 4 target images are bad and each step draws 2: step 0 meets one.
+def test_bad_image_stops_training_and_evaluation_with_one_error_line(tmp_path):
+    domain, bad = coco_split_with_bad_images(tmp_path / "coco")
+    # 5 of the 6 target images are bad and each step draws 2: step 0 meets one.
     train = run_train_net("--config-file", SYNTHETIC_DA, *domain, "DATASETS.TARGET_TRAIN",
                           "('with_bad',)", *RUN, "OUTPUT_DIR", tmp_path / "train", check=False)
     evaluate = run_train_net("--config-file", SYNTHETIC_FPN, "--eval-only", *domain,
@@ -205,9 +210,26 @@ def test_unreadable_image_stops_training_and_evaluation_with_one_error_line(tmp_
     for result in (train, evaluate):
         assert result.returncode != 0
         last_line = result.stderr.strip().splitlines()[-1]
-        assert last_line.startswith("error: ") and "unreadable image" in last_line, last_line
         named = [path for path in bad if last_line.startswith(f"error: {path}: ")]
         assert len(named) == 1, last_line
+        assert "check_dataset.py --read-images" in last_line
     # evaluation reads in order: the first bad image is the empty file
-    assert evaluate.stderr.strip().splitlines()[-1].startswith(f"error: {bad[0]}: ")
+    assert evaluate.stderr.strip().splitlines()[-1].startswith(
+        f"error: {bad[0]}: unreadable image (UnidentifiedImageError: ")
     assert not (tmp_path / "train" / "model_final.pth").exists()
+
+
+def test_check_dataset_reading_images_lists_every_bad_one(tmp_path):
+    domain, bad = coco_split_with_bad_images(tmp_path / "coco")
+    config = tmp_path / "domain.yaml"
+    config.write_text(f"_BASE_: {SYNTHETIC_FPN}\nDATASETS:\n  COCO_DOMAINS: {domain[1]}\n")
+    command = [sys.executable, str(REPO / "tools" / "check_dataset.py"), "--config-file",
+               str(config), "with_bad"]
+    assert subprocess.run(command, capture_output=True, cwd=REPO).returncode == 0
+    result = subprocess.run(command + ["--read-images"], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 1
+    problems = [line for line in result.stdout.splitlines() if line.startswith("  problem: ")]
+    assert [line.split(": ")[1] for line in problems] == bad
+    *unreadable, wrong_size = problems
+    assert all(": unreadable image (" in line for line in unreadable)
+    assert "got (80, 64), expect (100, 64)" in wrong_size

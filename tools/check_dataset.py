@@ -4,6 +4,10 @@ ignore regions apart) and every problem met while reading them.
 
     python tools/check_dataset.py cityscapes_car_train foggy_cityscapes_val_0.02 kitti_car_train
     python tools/check_dataset.py --config-file my_domains.yaml my_target_train
+    python tools/check_dataset.py --read-images my_target_train
+
+With ``--read-images`` every image is also decoded, as training reads it, and checked against the
+size its annotation gives: each one that training or evaluation would stop at is listed.
 
 Exits non-zero if a split cannot be read at all or any problem was met.
 """
@@ -13,18 +17,30 @@ import sys
 
 import da_detect  # noqa: F401
 from da_detect.config import ConfigError, load_config
-from da_detect.data.problems import DatasetError, Problems
+from da_detect.data.problems import BadImage, DatasetError, Problems, map_or_bad_image
 from da_detect.data.registry import load_with_problems, registered_here
 from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data.detection_utils import check_image_size, read_image
 from tabulate import tabulate
+from tqdm import tqdm
 
 
-def check(name):
-    """(number of images, Counter of boxes per class name, Problems)."""
+def read_and_check_size(record):
+    check_image_size(record, read_image(record["file_name"]))
+
+
+def check(name, read_images=False):
+    """(number of images, Counter of boxes per class name, Problems); with ``read_images``, the
+    images that cannot be used are among the problems."""
     if registered_here(name):
         dicts, problems = load_with_problems(name)
     else:
         dicts, problems = DatasetCatalog.get(name), Problems()
+    if read_images:
+        for d in tqdm(dicts, desc=f"{name}: reading images", unit="image", file=sys.stderr):
+            bad = map_or_bad_image(read_and_check_size, d)
+            if isinstance(bad, BadImage):
+                problems.add(bad.file_name, bad.problem)
     classes = MetadataCatalog.get(name).get("thing_classes") or []
     boxes = collections.Counter()
     for d in dicts:
@@ -38,6 +54,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("datasets", nargs="+", help="registered dataset names")
     parser.add_argument("--config-file", help="a config whose DATASETS.*_DOMAINS to register")
+    parser.add_argument("--read-images", action="store_true",
+                        help="also decode every image and check its size against its annotation")
     args = parser.parse_args()
     if args.config_file:
         try:
@@ -51,7 +69,7 @@ def main():
             failed = True
             continue
         try:
-            images, boxes, problems = check(name)
+            images, boxes, problems = check(name, args.read_images)
         except DatasetError as e:
             print(f"{name}: cannot be read: {e}")
             failed = True

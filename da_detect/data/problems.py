@@ -2,8 +2,9 @@
 
 * :class:`DatasetError` (raised): the dataset cannot be used at all: a missing root or split
   folder (the message names the path expected), or no images found. Also raised, naming the
-  file, when training or evaluation meets an image it cannot read (COCO, VOC and Cityscapes
-  splits take image sizes from their annotations and open no image until then).
+  file, when training or evaluation meets an image it cannot read or whose size is not its
+  annotation's (COCO, VOC and Cityscapes splits take image sizes from their annotations and
+  open no image until then).
 * :class:`Problems` (collected): a file that cannot be used drops its whole image, never part
   of it, so no image is trained on with a box missing or wrong: an unreadable image, an
   annotation without its image, an unparsable file, a malformed line (``file:line``), an unknown
@@ -14,6 +15,7 @@ import math
 from pathlib import Path
 from typing import NamedTuple
 
+from detectron2.data.detection_utils import SizeMismatchError
 from PIL import Image
 
 logger = logging.getLogger(__name__)
@@ -74,31 +76,34 @@ def image_size(path, problems):
         return None
 
 
-class UnreadableImage(NamedTuple):
-    """What a data loader yields in place of an image it cannot read (:func:`map_or_unreadable`).
+class BadImage(NamedTuple):
+    """What a data loader yields in place of an image it cannot use (:func:`map_or_bad_image`).
 
     An exception raised in a data-loader worker reaches the main process as a traceback inside a
     message; this record lets the main process raise one clear :class:`DatasetError` instead
-    (:func:`check_readable`).
+    (:func:`check_images`).
     """
     file_name: str
-    reason: str
+    problem: str
 
 
-def map_or_unreadable(mapper, record):
-    """``mapper(record)``, or an :class:`UnreadableImage` when reading the record's image fails
-    (a missing, empty, corrupt or truncated file)."""
+def map_or_bad_image(mapper, record):
+    """``mapper(record)``, or a :class:`BadImage` when the record's image cannot be read (a
+    missing, empty, corrupt or truncated file) or is not the size its annotation says."""
     try:
         return mapper(record)
     except OSError as e:  # PIL's UnidentifiedImageError is one
-        return UnreadableImage(record["file_name"], f"{type(e).__name__}: {e}")
+        return BadImage(record["file_name"], f"unreadable image ({type(e).__name__}: {e}); "
+                                             f"replace or remove it")
+    except SizeMismatchError as e:  # its message names the file and both sizes
+        return BadImage(record["file_name"], str(e))
 
 
-def check_readable(batch):
-    """``batch``, a list of mapped records; a :class:`DatasetError` naming the first image that
-    could not be read."""
+def check_images(batch):
+    """``batch``, a list of mapped records; a :class:`DatasetError` naming the first
+    :class:`BadImage` in it."""
     for x in batch:
-        if isinstance(x, UnreadableImage):
-            raise DatasetError(f"{x.file_name}: unreadable image ({x.reason}); "
-                               f"replace or remove it")
+        if isinstance(x, BadImage):
+            raise DatasetError(f"{x.file_name}: {x.problem} (python tools/check_dataset.py "
+                               f"--read-images SPLIT lists every such image of a split)")
     return batch

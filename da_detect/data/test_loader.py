@@ -1,14 +1,14 @@
-"""The evaluation data: detectron2's test loader, with an image that cannot be read reported as
-one :class:`DatasetError` naming it."""
+"""The evaluation data: detectron2's test loader, with an image that cannot be used (unreadable,
+or not its annotation's size) reported as one :class:`DatasetError` naming it."""
 from functools import partial
 
 from detectron2.data import DatasetMapper, build_detection_test_loader
 
-from .problems import check_readable, map_or_unreadable
+from .problems import check_images, map_or_bad_image
 
 
 class ReadCheckedLoader:
-    """Iterates over ``loader``'s batches, each through :func:`check_readable`; has its length."""
+    """Iterates over ``loader``'s batches, each through :func:`check_images`; has its length."""
 
     def __init__(self, loader):
         self.loader = loader
@@ -18,11 +18,11 @@ class ReadCheckedLoader:
 
     def __iter__(self):
         for batch in self.loader:
-            yield check_readable(batch)
+            yield check_images(batch)
 
 
 def build_test_loader(cfg, dataset_name):
     """detectron2's ``build_detection_test_loader`` with its default mapper, images that cannot
-    be read reported by name."""
-    mapper = partial(map_or_unreadable, DatasetMapper(cfg, is_train=False))
+    be used reported by name."""
+    mapper = partial(map_or_bad_image, DatasetMapper(cfg, is_train=False))
     return ReadCheckedLoader(build_detection_test_loader(cfg, dataset_name, mapper=mapper))

@@ -16,7 +16,7 @@ from detectron2.utils import comm
 
 from ..modeling.meta_arch import SOURCE, TARGET
 from .albumentations_augmentation import build_albumentations
-from .problems import DatasetError, check_readable, map_or_unreadable
+from .problems import DatasetError, check_images, map_or_bad_image
 from .resumable_sampler import ResumableBatchSampler
 
 logger = logging.getLogger(__name__)
@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 class SeededMapDataset(torch.utils.data.Dataset):
     """Maps ``(index, sample seed)`` to ``mapper(dataset[index])`` with numpy's and Python's
     random generators seeded by the sample seed (their state is restored afterwards); an image
-    that cannot be read maps to an :class:`UnreadableImage`."""
+    that cannot be used maps to a :class:`BadImage`."""
 
     def __init__(self, dataset_dicts, mapper):
         self.dataset = DatasetFromList(dataset_dicts, copy=False)
@@ -41,7 +41,7 @@ class SeededMapDataset(torch.utils.data.Dataset):
         np.random.seed(sample_seed)
         random.seed(sample_seed)
         try:
-            return map_or_unreadable(self.mapper, self.dataset[index])
+            return map_or_bad_image(self.mapper, self.dataset[index])
         finally:
             np.random.set_state(numpy_state)
             random.setstate(python_state)
@@ -54,7 +54,7 @@ class TrainLoader:
     which the model trains on source images alone, read no target image. Each loader's batch k
     goes to step k, whatever step its first batch is.
 
-    A step with an image that cannot be read raises :class:`DatasetError` naming it. Its state
+    A step with an image that cannot be used raises :class:`DatasetError` naming it. Its state
     (the data seed) is checkpointed; :meth:`start_at` makes the next iteration begin at a given
     step.
     """
@@ -70,9 +70,9 @@ class TrainLoader:
         source_batches = iter(source)
         # zip() starts the target loaders (and their workers) only once these steps are done
         for _ in range(source.batch_sampler.start, self.target_from):
-            yield check_readable(next(source_batches))
+            yield check_images(next(source_batches))
         for batches in zip(source_batches, *targets):
-            yield check_readable([x for batch in batches for x in batch])
+            yield check_images([x for batch in batches for x in batch])
 
     def start_at(self, step):
         source, *targets = self.loaders
