@@ -96,14 +96,18 @@ def test_infer_writes_coco_detections_and_drawn_images(trained, tmp_path):
     folder.mkdir()
     for record in DatasetCatalog.get("synthetic_foggy_val")[:2]:
         shutil.copy(record["file_name"], folder)
+    good = sorted(p.name for p in folder.iterdir())
+    first = (folder / good[0]).read_bytes()
+    (folder / "truncated.png").write_bytes(first[:len(first) // 2])  # its header reads fine
     result = subprocess.run(
         [sys.executable, str(REPO / "tools" / "infer.py"), "--config-file", str(SYNTHETIC_FPN),
          "--input", str(folder), "--output", str(tmp_path / "out"), "--score-threshold", "0.05",
          "MODEL.WEIGHTS", str(out / "model_final.pth")], capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert f"{folder / 'truncated.png'}: unreadable image" in result.stderr
+    assert "images (1 skipped, named above)" in result.stdout
     coco = COCO(str(tmp_path / "out" / "detections.json"))
-    assert sorted(image["file_name"] for image in coco.dataset["images"]) == \
-        sorted(p.name for p in folder.iterdir())
+    assert sorted(image["file_name"] for image in coco.dataset["images"]) == good
     assert [c["name"] for c in coco.dataset["categories"]] == ["car", "person", "bus"]
     assert coco.dataset["annotations"], "a model trained 60 iterations finds something at 0.05"
     for annotation in coco.dataset["annotations"]:

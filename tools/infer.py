@@ -6,7 +6,8 @@
 
 OUT/detections.json is a COCO file (images, categories, and one annotation per detection with
 its "score"), which tools and DATASETS.COCO_DOMAINS can read back; OUT/<image name>.jpg shows the
-detections drawn with detectron2's Visualizer.
+detections drawn with detectron2's Visualizer. An image that cannot be read is skipped, named in
+a warning, and left out of both.
 """
 import argparse
 import json
@@ -17,7 +18,7 @@ import da_detect  # noqa: F401  (detectron2 compatibility, registrations; before
 from da_detect.checkpoint import CheckpointError
 from da_detect.config import ConfigError, load_config
 from da_detect.data.custom import load_image_folder
-from da_detect.data.problems import DatasetError
+from da_detect.data.problems import BadImage, DatasetError, map_or_bad_image
 from da_detect.engine.predictor import Predictor
 from da_detect.visualization import draw_detections, to_rgb
 from detectron2.data import MetadataCatalog
@@ -59,20 +60,27 @@ def main():
         predictor = Predictor(cfg)
     except (ConfigError, DatasetError, CheckpointError) as e:
         sys.exit(f"error: {e}")
-    problems.log(args.input)
     metadata = MetadataCatalog.get(cfg.DATASETS.TRAIN[0])
     args.output.mkdir(parents=True, exist_ok=True)
-    outputs = []
+    detected, outputs = [], []
     for record in tqdm(records, desc="detecting", unit="image"):
-        image = read_image(record["file_name"], format=cfg.INPUT.FORMAT)
+        image = map_or_bad_image(lambda r: read_image(r["file_name"], format=cfg.INPUT.FORMAT),
+                                 record)
+        if isinstance(image, BadImage):  # e.g. a truncated file, whose header read fine
+            problems.add(image.file_name, image.problem)
+            continue
         instances = predictor(image)["instances"].to("cpu")
+        detected.append(record)
         outputs.append(instances)
         drawn = draw_detections(to_rgb(image, cfg.INPUT.FORMAT), instances, metadata,
                                 args.score_threshold)
         Image.fromarray(drawn).save(args.output / (Path(record["file_name"]).stem + ".jpg"))
-    coco = coco_detections(records, outputs, metadata.thing_classes, args.score_threshold)
+    problems.log(args.input)
+    coco = coco_detections(detected, outputs, metadata.thing_classes, args.score_threshold)
     (args.output / "detections.json").write_text(json.dumps(coco))
-    print(f"{len(coco['annotations'])} detections in {len(records)} images -> {args.output}")
+    skipped = f" ({len(problems)} skipped, named above)" if problems else ""
+    print(f"{len(coco['annotations'])} detections in {len(detected)} images{skipped} -> "
+          f"{args.output}")
 
 
 if __name__ == "__main__":
