@@ -149,7 +149,7 @@ def test_unreadable_images_are_counted_skips_naming_the_image(tmp_path):
     corrupt.write_bytes(b"\x89PNG not really")
     dicts, problems = kitti.load_kitti_car(tmp_path)
     assert [d["image_id"] for d in dicts] == ["000000"]
-    assert dict(problems)[str(corrupt)].startswith("unreadable image: ")
+    assert dict(problems)[str(corrupt)].startswith("unreadable image (UnidentifiedImageError: ")
 
     write_image(tmp_path / "frames" / "a.png", 40, 30)
     (tmp_path / "frames" / "b.png").write_bytes(b"")

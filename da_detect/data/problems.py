@@ -65,6 +65,11 @@ def image_size_problem(width, height, limit=1 << 15):
     return None
 
 
+def unreadable_image(error):
+    """The problem of an image whose reading raised ``error`` (an OSError)."""
+    return f"unreadable image ({type(error).__name__}: {error})"
+
+
 def image_size(path, problems):
     """``(width, height)`` of the image file ``path``, read from its header; None, with the
     problem added to ``problems``, when it cannot be read."""
@@ -72,7 +77,7 @@ def image_size(path, problems):
         with Image.open(path) as im:
             return im.size
     except OSError as e:
-        problems.add(path, f"unreadable image: {e}")
+        problems.add(path, unreadable_image(e))
         return None
 
 
@@ -93,8 +98,7 @@ def map_or_bad_image(mapper, record):
     try:
         return mapper(record)
     except OSError as e:  # PIL's UnidentifiedImageError is one
-        return BadImage(record["file_name"], f"unreadable image ({type(e).__name__}: {e}); "
-                                             f"replace or remove it")
+        return BadImage(record["file_name"], f"{unreadable_image(e)}; replace or remove it")
     except SizeMismatchError as e:  # its message names the file and both sizes
         return BadImage(record["file_name"], str(e))
 

@@ -7,7 +7,7 @@ from detectron2.data import DatasetMapper, build_detection_test_loader
 from .problems import check_images, map_or_bad_image
 
 
-class ReadCheckedLoader:
+class ImageCheckingLoader:
     """Iterates over ``loader``'s batches, each through :func:`check_images`; has its length."""
 
     def __init__(self, loader):
@@ -25,4 +25,4 @@ def build_test_loader(cfg, dataset_name):
     """detectron2's ``build_detection_test_loader`` with its default mapper, images that cannot
     be used reported by name."""
     mapper = partial(map_or_bad_image, DatasetMapper(cfg, is_train=False))
-    return ReadCheckedLoader(build_detection_test_loader(cfg, dataset_name, mapper=mapper))
+    return ImageCheckingLoader(build_detection_test_loader(cfg, dataset_name, mapper=mapper))
