@@ -171,7 +171,7 @@ def test_bad_training_data_gives_one_error_line_before_training(tmp_path, opts, 
 
 
 
-def coco_split_with_bad_images(root):
+def coco_split_with_bad_images(root, classes=("car", "person", "bus")):
     """A COCO-JSON split (COCO splits open no image when registered) of 6 images: one good, then
     an empty, a corrupt, a truncated and a missing file, and a good image its annotation gives
     the wrong size. Returns the config options that register it as 'with_bad', and the bad
@@ -192,8 +192,7 @@ def coco_split_with_bad_images(root):
         "images": records,
         "annotations": [{"id": i, "image_id": i, "category_id": 1, "bbox": [10, 10, 20, 20],
                          "area": 400, "iscrowd": 0} for i in range(6)],
-        "categories": [{"id": 1, "name": "car"}, {"id": 2, "name": "person"},
-                       {"id": 3, "name": "bus"}]}))
+        "categories": [{"id": k + 1, "name": name} for k, name in enumerate(classes)]}))
     options = ["DATASETS.COCO_DOMAINS", f"[['with_bad', '{root}/split.json', '{images}']]"]
     return options, [str(images / f"{i}.jpg") for i in range(1, 6)]
 
@@ -233,3 +232,21 @@ def test_check_dataset_reading_images_lists_every_bad_one(tmp_path):
     *unreadable, wrong_size = problems
     assert all(": unreadable image (" in line for line in unreadable)
     assert "got (80, 64), expect (100, 64)" in wrong_size
+
+
+@pytest.mark.parametrize("role", ["DATASETS.TARGET_TRAIN", "DATASETS.TEST", "--eval-only"])
+def test_a_split_with_other_classes_is_refused_before_its_images_are_read(tmp_path, role):
+    # A COCO split's classes are known only once its JSON is loaded; its bad images are never
+    # reached: the class lists are compared first.
+    domain, _ = coco_split_with_bad_images(tmp_path / "coco", classes=("car", "truck", "bus"))
+    split = ["DATASETS.TEST" if role == "--eval-only" else role, "('with_bad',)"]
+    flags = ["--eval-only"] if role == "--eval-only" else []
+    result = run_train_net("--config-file", SYNTHETIC_DA, *flags, *domain, *split,
+                           "SOLVER.MAX_ITER", "2", "DATALOADER.NUM_WORKERS", "0",
+                           "WANDB.ENABLED", "False", "OUTPUT_DIR", tmp_path / "out", check=False)
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: dataset 'with_bad' has classes ['car', 'truck', 'bus'], but "
+        "'synthetic_clean_train' has ['car', 'person', 'bus']: the splits a model trains and is "
+        "evaluated on must share one class list")
+    assert "Starting training" not in result.stdout + result.stderr

@@ -1,10 +1,11 @@
 """What dataset loaders do with bad input.
 
 * :class:`DatasetError` (raised): the dataset cannot be used at all: a missing root or split
-  folder (the message names the path expected), or no images found. Also raised, naming the
-  file, when training or evaluation meets an image it cannot read or whose size is not its
-  annotation's (COCO, VOC and Cityscapes splits take image sizes from their annotations and
-  open no image until then).
+  folder (the message names the path expected), or no images found; splits that a model
+  trains and is evaluated on with different class lists. Also raised, naming the file, when
+  training or evaluation meets an image it cannot read or whose size is not its annotation's
+  (COCO, VOC and Cityscapes splits take image sizes from their annotations and open no image
+  until then).
 * :class:`Problems` (collected): a file that cannot be used drops its whole image, never part
   of it, so no image is trained on with a box missing or wrong: an unreadable image, an
   annotation without its image, an unparsable file, a malformed line (``file:line``), an unknown
@@ -15,6 +16,7 @@ import math
 from pathlib import Path
 from typing import NamedTuple
 
+from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.detection_utils import SizeMismatchError
 from PIL import Image
 
@@ -111,3 +113,25 @@ def check_images(batch):
             raise DatasetError(f"{x.file_name}: {x.problem} (python tools/check_dataset.py "
                                f"--read-images SPLIT lists every such image of a split)")
     return batch
+
+
+def thing_classes(name):
+    """The class list of the registered split ``name``, None for an unlabeled one. (A COCO-JSON
+    split's are known once it is loaded: it is loaded here if they are not.)"""
+    metadata = MetadataCatalog.get(name)
+    if metadata.get("thing_classes") is None:
+        DatasetCatalog.get(name)
+    return metadata.get("thing_classes")
+
+
+def check_same_classes(cfg, names):
+    """Every labeled split of ``names`` must name the classes of DATASETS.TRAIN[0], the ones the
+    model learns, in the same order; a :class:`DatasetError` naming both lists otherwise."""
+    reference_name = cfg.DATASETS.TRAIN[0]
+    reference = thing_classes(reference_name)
+    for name in names:
+        classes = thing_classes(name)
+        if classes is not None and reference is not None and list(classes) != list(reference):
+            raise DatasetError(f"dataset {name!r} has classes {list(classes)}, but "
+                               f"{reference_name!r} has {list(reference)}: the splits a model "
+                               f"trains and is evaluated on must share one class list")

@@ -1,10 +1,11 @@
 """The evaluation data: detectron2's test loader, with an image that cannot be used (unreadable,
-or not its annotation's size) reported as one :class:`DatasetError` naming it."""
+or not its annotation's size), or a split whose classes are not the model's, reported as one
+:class:`DatasetError` naming it."""
 from functools import partial
 
 from detectron2.data import DatasetMapper, build_detection_test_loader
 
-from .problems import check_images, map_or_bad_image
+from .problems import check_images, check_same_classes, map_or_bad_image
 
 
 class ImageCheckingLoader:
@@ -23,6 +24,7 @@ class ImageCheckingLoader:
 
 def build_test_loader(cfg, dataset_name):
     """detectron2's ``build_detection_test_loader`` with its default mapper, images that cannot
-    be used reported by name."""
+    be used reported by name; a split whose classes are not the model's is refused."""
+    check_same_classes(cfg, [dataset_name])
     mapper = partial(map_or_bad_image, DatasetMapper(cfg, is_train=False))
     return ImageCheckingLoader(build_detection_test_loader(cfg, dataset_name, mapper=mapper))

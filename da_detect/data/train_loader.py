@@ -16,7 +16,7 @@ from detectron2.utils import comm
 
 from ..modeling.meta_arch import SOURCE, TARGET
 from .albumentations_augmentation import build_albumentations
-from .problems import DatasetError, check_images, map_or_bad_image
+from .problems import DatasetError, check_images, check_same_classes, map_or_bad_image
 from .resumable_sampler import ResumableBatchSampler
 
 logger = logging.getLogger(__name__)
@@ -100,18 +100,6 @@ def target_batch_size(cfg):
     return cfg.SOLVER.IMS_PER_BATCH if size == -1 else size
 
 
-def check_same_classes(cfg):
-    """Source and target datasets must name the same classes, in the same order."""
-    reference_name = cfg.DATASETS.TRAIN[0]
-    reference = MetadataCatalog.get(reference_name).get("thing_classes")
-    for name in list(cfg.DATASETS.TRAIN[1:]) + list(cfg.DATASETS.TARGET_TRAIN):
-        classes = MetadataCatalog.get(name).get("thing_classes")
-        if classes is not None and reference is not None and list(classes) != list(reference):
-            raise DatasetError(f"dataset {name!r} has classes {list(classes)}, but "
-                               f"{reference_name!r} has {list(reference)}: source and target "
-                               f"must share one class list")
-
-
 def load_training_dicts(names, key):
     """The dataset dicts of every split in ``names`` (config key ``key``); an empty one is an
     error naming it."""
@@ -156,7 +144,8 @@ def build_train_loader(cfg):
     if cfg.DATALOADER.SAMPLER_TRAIN != "TrainingSampler":
         raise DatasetError(f"DATALOADER.SAMPLER_TRAIN = {cfg.DATALOADER.SAMPLER_TRAIN!r}: "
                            f"only 'TrainingSampler' is supported")
-    check_same_classes(cfg)
+    check_same_classes(cfg, [*cfg.DATASETS.TRAIN[1:], *cfg.DATASETS.TARGET_TRAIN,
+                             *cfg.DATASETS.TEST])
     datasets = [(source_dicts(cfg), cfg.SOLVER.IMS_PER_BATCH, train_mapper(cfg, "SOURCE"))]
     if cfg.DATASETS.TARGET_TRAIN:
         target = unlabeled(load_training_dicts(cfg.DATASETS.TARGET_TRAIN, "DATASETS.TARGET_TRAIN"))
