@@ -18,11 +18,10 @@ import da_detect  # noqa: F401  (detectron2 compatibility, registrations; before
 from da_detect.checkpoint import CheckpointError
 from da_detect.config import ConfigError, load_config
 from da_detect.data.custom import load_image_folder
-from da_detect.data.problems import BadImage, DatasetError, map_or_bad_image
+from da_detect.data.problems import DatasetError, readable_images
 from da_detect.engine.predictor import Predictor
 from da_detect.visualization import draw_detections, to_rgb
 from detectron2.data import MetadataCatalog
-from detectron2.data.detection_utils import read_image
 from PIL import Image
 from tqdm import tqdm
 
@@ -63,12 +62,9 @@ def main():
     metadata = MetadataCatalog.get(cfg.DATASETS.TRAIN[0])
     args.output.mkdir(parents=True, exist_ok=True)
     detected, outputs = [], []
-    for record in tqdm(records, desc="detecting", unit="image"):
-        image = map_or_bad_image(lambda r: read_image(r["file_name"], format=cfg.INPUT.FORMAT),
-                                 record)
-        if isinstance(image, BadImage):  # e.g. a truncated file, whose header read fine
-            problems.add(image.file_name, image.problem)
-            continue
+    # an image can fail to decode after its header read fine (a truncated file)
+    for record, image in tqdm(readable_images(records, cfg.INPUT.FORMAT, problems),
+                              total=len(records), desc="detecting", unit="image"):
         instances = predictor(image)["instances"].to("cpu")
         detected.append(record)
         outputs.append(instances)

@@ -10,7 +10,7 @@
         --output OUT [--images 4] [--features 100] [--score-threshold 0.5] [KEY VALUE ...]
 
 Source and target splits: the config's DATASETS.TEST, first and last (override with
---source-split / --target-split).
+--source-split / --target-split). An image that cannot be read is skipped, named in a warning.
 """
 import argparse
 import sys
@@ -19,7 +19,7 @@ from pathlib import Path
 import da_detect  # noqa: F401  (detectron2 compatibility, registrations; before detectron2)
 from da_detect.checkpoint import CheckpointError
 from da_detect.config import ConfigError, load_config
-from da_detect.data.problems import DatasetError
+from da_detect.data.problems import DatasetError, Problems, readable_images
 from da_detect.engine.predictor import Predictor
 from da_detect.visualization import (
     draw_detections,
@@ -29,7 +29,6 @@ from da_detect.visualization import (
     to_rgb,
 )
 from detectron2.data import DatasetCatalog, MetadataCatalog
-from detectron2.data.detection_utils import read_image
 from tqdm import tqdm
 
 
@@ -66,8 +65,10 @@ def main():
     metadata = MetadataCatalog.get(target_split)
     args.output.mkdir(parents=True, exist_ok=True)
 
-    for record in tqdm(target[:args.images], desc="drawing detections", unit="image"):
-        image = read_image(record["file_name"], format=cfg.INPUT.FORMAT)
+    problems = Problems()
+    for record, image in tqdm(readable_images(target[:args.images], cfg.INPUT.FORMAT, problems),
+                              total=len(target[:args.images]), desc="drawing detections",
+                              unit="image"):
         rgb = to_rgb(image, cfg.INPUT.FORMAT)
         panels = [draw_ground_truth(rgb, record, metadata)]
         panels += [draw_detections(rgb, model(image)["instances"].to("cpu"), metadata,
@@ -75,13 +76,14 @@ def main():
         save_panels(args.output / f"detections_{record['image_id']}.png", panels,
                     [f"ground truth ({target_split})", *models])
 
-    images = source[:args.features] + target[:args.features]
-    domains = ["source"] * len(source[:args.features]) + ["target"] * len(target[:args.features])
-    embeddings = {name: [] for name in models}
-    for record in tqdm(images, desc="embedding images", unit="image"):
-        image = read_image(record["file_name"], format=cfg.INPUT.FORMAT)
-        for name, model in models.items():
-            embeddings[name].append(model.backbone_embedding(image))
+    domains, embeddings = [], {name: [] for name in models}
+    for domain, records in (("source", source[:args.features]), ("target", target[:args.features])):
+        for _, image in tqdm(readable_images(records, cfg.INPUT.FORMAT, problems),
+                             total=len(records), desc=f"embedding {domain} images", unit="image"):
+            domains.append(domain)
+            for name, model in models.items():
+                embeddings[name].append(model.backbone_embedding(image))
+    problems.log(f"{source_split} and {target_split}")
     save_feature_plot(args.output / "features.png", list(embeddings.values()), domains,
                       [f"{name}: {source_split} vs {target_split}" for name in models])
     print(f"pictures written to {args.output}")

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
-from detectron2.data.detection_utils import SizeMismatchError
+from detectron2.data.detection_utils import SizeMismatchError, read_image
 from PIL import Image
 
 logger = logging.getLogger(__name__)
@@ -103,6 +103,17 @@ def map_or_bad_image(mapper, record):
         return BadImage(record["file_name"], f"{unreadable_image(e)}; replace or remove it")
     except SizeMismatchError as e:  # its message names the file and both sizes
         return BadImage(record["file_name"], str(e))
+
+
+def readable_images(records, image_format, problems):
+    """``(record, image)`` for each of ``records`` whose image reads (detectron2's ``read_image``:
+    H x W x C in ``image_format``); the others are added to ``problems``, named."""
+    for record in records:
+        image = map_or_bad_image(lambda r: read_image(r["file_name"], format=image_format), record)
+        if isinstance(image, BadImage):
+            problems.add(image.file_name, image.problem)
+        else:
+            yield record, image
 
 
 def check_images(batch):
