@@ -12,7 +12,7 @@ from conftest import REPO
 from da_detect.config import ConfigError, load_config
 from da_detect.data import cityscapes, custom, kitti, voc
 from da_detect.data.builtin import register_cityscapes, register_kitti, register_sim10k
-from da_detect.data.problems import DatasetError
+from da_detect.data.problems import DatasetError, readable_images
 
 BASE = "aachen_000000_000019"
 
@@ -156,6 +156,21 @@ def test_unreadable_images_are_counted_skips_naming_the_image(tmp_path):
     dicts, problems = custom.load_image_folder(tmp_path / "frames")
     assert [(d["image_id"], d["width"], d["height"]) for d in dicts] == [("a", 40, 30)]
     assert [path for path, _ in problems] == [str(tmp_path / "frames" / "b.png")]
+
+
+def test_image_folder_sizes_are_the_ones_training_reads(tmp_path):
+    # A phone photo: stored 40 x 30 with an EXIF orientation that turns it by 90 degrees, as
+    # detectron2's read_image (so the training mapper's size check) applies it.
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    (tmp_path / "frames").mkdir()
+    Image.new("RGB", (40, 30)).save(tmp_path / "frames" / "turned.jpg", exif=exif)
+    write_image(tmp_path / "frames" / "upright.png", 40, 30)
+    dicts, problems = custom.load_image_folder(tmp_path / "frames")
+    assert [(d["image_id"], d["width"], d["height"]) for d in dicts] == [
+        ("turned", 30, 40), ("upright", 40, 30)]
+    shapes = [image.shape for _, image in readable_images(dicts, "BGR", problems)]
+    assert shapes == [(40, 30, 3), (30, 40, 3)] and not problems
 
 def voc_xml(objects, width=1914, height=1052):
     body = "".join(

@@ -17,16 +17,11 @@ import sys
 
 import da_detect  # noqa: F401
 from da_detect.config import ConfigError, load_config
-from da_detect.data.problems import BadImage, DatasetError, Problems, map_or_bad_image
+from da_detect.data.problems import DatasetError, Problems, readable_images
 from da_detect.data.registry import load_with_problems, registered_here
 from detectron2.data import DatasetCatalog, MetadataCatalog
-from detectron2.data.detection_utils import check_image_size, read_image
 from tabulate import tabulate
 from tqdm import tqdm
-
-
-def read_and_check_size(record):
-    check_image_size(record, read_image(record["file_name"]))
 
 
 def check(name, read_images=False):
@@ -37,10 +32,9 @@ def check(name, read_images=False):
     else:
         dicts, problems = DatasetCatalog.get(name), Problems()
     if read_images:
-        for d in tqdm(dicts, desc=f"{name}: reading images", unit="image", file=sys.stderr):
-            bad = map_or_bad_image(read_and_check_size, d)
-            if isinstance(bad, BadImage):
-                problems.add(bad.file_name, bad.problem)
+        for _ in tqdm(readable_images(dicts, "BGR", problems), total=len(dicts),
+                      desc=f"{name}: reading images", unit="image", file=sys.stderr):
+            pass
     classes = MetadataCatalog.get(name).get("thing_classes") or []
     boxes = collections.Counter()
     for d in dicts:

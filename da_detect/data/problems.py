@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
-from detectron2.data.detection_utils import SizeMismatchError, read_image
+from detectron2.data.detection_utils import SizeMismatchError, check_image_size, read_image
 from PIL import Image
 
 logger = logging.getLogger(__name__)
@@ -72,12 +72,20 @@ def unreadable_image(error):
     return f"unreadable image ({type(error).__name__}: {error})"
 
 
+# EXIF orientations that turn the image by 90 degrees: read_image (so training) applies them
+EXIF_ORIENTATION, TURNED = 0x0112, (5, 6, 7, 8)
+
+
 def image_size(path, problems):
-    """``(width, height)`` of the image file ``path``, read from its header; None, with the
-    problem added to ``problems``, when it cannot be read."""
+    """``(width, height)`` of the image file ``path`` as detectron2's ``read_image`` returns it
+    (EXIF orientation applied), read from its header; None, with the problem added to
+    ``problems``, when it cannot be read."""
     try:
         with Image.open(path) as im:
-            return im.size
+            width, height = im.size
+            if im.getexif().get(EXIF_ORIENTATION) in TURNED:
+                width, height = height, width
+            return width, height
     except OSError as e:
         problems.add(path, unreadable_image(e))
         return None
@@ -107,9 +115,15 @@ def map_or_bad_image(mapper, record):
 
 def readable_images(records, image_format, problems):
     """``(record, image)`` for each of ``records`` whose image reads (detectron2's ``read_image``:
-    H x W x C in ``image_format``); the others are added to ``problems``, named."""
+    H x W x C in ``image_format``) at the size the record gives; the others are added to
+    ``problems``, named."""
+    def read(record):
+        image = read_image(record["file_name"], format=image_format)
+        check_image_size(record, image)
+        return image
+
     for record in records:
-        image = map_or_bad_image(lambda r: read_image(r["file_name"], format=image_format), record)
+        image = map_or_bad_image(read, record)
         if isinstance(image, BadImage):
             problems.add(image.file_name, image.problem)
         else:
