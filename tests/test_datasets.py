@@ -158,7 +158,7 @@ def test_unreadable_images_are_counted_skips_naming_the_image(tmp_path):
     assert [path for path, _ in problems] == [str(tmp_path / "frames" / "b.png")]
 
 
-def test_image_folder_sizes_are_the_ones_training_reads(tmp_path):
+def test_image_folder_finds_every_image_at_the_size_training_reads(tmp_path):
     # A phone photo: stored 40 x 30 with an EXIF orientation that turns it by 90 degrees, as
     # detectron2's read_image (so the training mapper's size check) applies it.
     exif = Image.Exif()
@@ -166,11 +166,13 @@ def test_image_folder_sizes_are_the_ones_training_reads(tmp_path):
     (tmp_path / "frames").mkdir()
     Image.new("RGB", (40, 30)).save(tmp_path / "frames" / "turned.jpg", exif=exif)
     write_image(tmp_path / "frames" / "upright.png", 40, 30)
+    write_image(tmp_path / "frames" / "CAMERA.JPG", 20, 10, "JPEG")
+    (tmp_path / "frames" / "notes.txt").write_text("not an image")
     dicts, problems = custom.load_image_folder(tmp_path / "frames")
     assert [(d["image_id"], d["width"], d["height"]) for d in dicts] == [
-        ("turned", 30, 40), ("upright", 40, 30)]
+        ("CAMERA", 20, 10), ("turned", 30, 40), ("upright", 40, 30)]
     shapes = [image.shape for _, image in readable_images(dicts, "BGR", problems)]
-    assert shapes == [(40, 30, 3), (30, 40, 3)] and not problems
+    assert shapes == [(10, 20, 3), (40, 30, 3), (30, 40, 3)] and not problems
 
 def voc_xml(objects, width=1914, height=1052):
     body = "".join(

@@ -15,7 +15,7 @@ from . import voc
 from .problems import DatasetError, Problems, image_size, require_dir
 from .registry import register_detection_dataset
 
-IMAGE_PATTERNS = ("*.jpg", "*.jpeg", "*.png")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")  # in any case: cameras write .JPG
 
 
 def register_from_config(cfg):
@@ -53,7 +53,11 @@ def load_image_folder(folder):
 
 
 def _image_files(folder):
-    return sorted(str(p) for pattern in IMAGE_PATTERNS for p in Path(folder).glob(pattern))
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted(str(p) for p in folder.iterdir()
+                  if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
 def _fields(entry, count, key):
