@@ -251,3 +251,25 @@ def test_check_dataset_tool_reports_counts_and_problems(tmp_path):
     assert "| car (crowd/ignore) |       2 |" in result.stdout
     assert "000001.txt:1: expected 15 columns, found 4" in result.stdout
     assert "cityscapes_val: cannot be read: Cityscapes images: expected the folder" in result.stdout
+
+
+def test_parsed_dicts_are_cached_until_a_file_or_the_loader_code_changes(tmp_path, monkeypatch):
+    from da_detect.data import cache
+
+    monkeypatch.setenv("DA_DETECT_CACHE", str(tmp_path / "cache"))
+    source = tmp_path / "labels.txt"
+    source.write_text("a")
+    builds = []
+
+    def load():
+        builds.append(source.read_text())
+        return [{"label": source.read_text()}], []
+
+    def loaded():
+        return cache.cached("split", {"root": str(tmp_path)}, [str(source)], load)[0]
+
+    assert loaded() == loaded() == [{"label": "a"}] and builds == ["a"]
+    source.write_text("bb")
+    assert loaded() == [{"label": "bb"}] and builds == ["a", "bb"]
+    monkeypatch.setattr(cache, "loader_code_digest", lambda: "another version of the loaders")
+    assert loaded() == [{"label": "bb"}] and builds == ["a", "bb", "bb"]

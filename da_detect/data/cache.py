@@ -1,4 +1,6 @@
-"""A disk cache of parsed dataset dicts, invalidated when any source file changes."""
+"""A disk cache of parsed dataset dicts, invalidated when any source file changes, or the code
+that parses them."""
+import functools
 import hashlib
 import json
 import logging
@@ -13,10 +15,20 @@ def cache_dir():
     return Path(os.environ.get("DA_DETECT_CACHE", Path.home() / ".cache" / "da_detect"))
 
 
+@functools.cache
+def loader_code_digest():
+    """A digest of this package's code (da_detect/data/*.py): the loaders and their helpers."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
 def cached(name, params, source_files, build):
-    """``build()``'s result, from the cache when ``params`` and every file's size and mtime
-    are as when it was stored. ``build`` returns (dataset dicts, problems)."""
+    """``build()``'s result, from the cache when ``params``, every file's size and mtime, and
+    the loaders' code are as when it was stored. ``build`` returns (dataset dicts, problems)."""
     digest = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode())
+    digest.update(loader_code_digest().encode())
     for path in source_files:
         stat = os.stat(path)
         digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
