@@ -144,7 +144,7 @@ def thing_classes(name):
     """The class list of the registered split ``name``, None for an unlabeled one. (A COCO-JSON
     split's are known once it is loaded: it is loaded here if they are not.)"""
     metadata = MetadataCatalog.get(name)
-    if metadata.get("thing_classes") is None:
+    if metadata.get("thing_classes") is None and metadata.get("json_file"):
         DatasetCatalog.get(name)
     return metadata.get("thing_classes")
 
