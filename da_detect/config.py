@@ -37,6 +37,12 @@ def add_da_config(cfg):
     cfg.DATASETS.IMAGE_FOLDER_DOMAINS = ()  # ((name, folder), ...): unlabeled images
     # Target images per step, over all processes; -1: the same as SOLVER.IMS_PER_BATCH.
     cfg.SOLVER.TARGET_IMS_PER_BATCH = -1
+    # The final model is the mean of the weights after steps MAX_ITER, MAX_ITER - PERIOD, ...
+    # down to START_ITER (engine/weight_averaging.py).
+    cfg.SOLVER.WEIGHT_AVERAGING = CN()
+    cfg.SOLVER.WEIGHT_AVERAGING.ENABLED = False
+    cfg.SOLVER.WEIGHT_AVERAGING.START_ITER = 0
+    cfg.SOLVER.WEIGHT_AVERAGING.PERIOD = 1
 
     # albumentations pixel-level transforms for source / target training images, e.g.
     # ["RandomFog(p=0.3)"] (see da_detect/data/albumentations_augmentation.py).
@@ -120,6 +126,11 @@ def check_da_config(cfg):
             da.INSTANCE.DROPOUT, "must be in [0, 1)")
     require(da.INSTANCE.REGIONS_PER_IMAGE == -1 or da.INSTANCE.REGIONS_PER_IMAGE > 0,
             "MODEL.DA.INSTANCE.REGIONS_PER_IMAGE", da.INSTANCE.REGIONS_PER_IMAGE, "must be > 0 or -1")
+    averaging = cfg.SOLVER.WEIGHT_AVERAGING
+    require(averaging.PERIOD > 0, "SOLVER.WEIGHT_AVERAGING.PERIOD", averaging.PERIOD, "must be > 0")
+    require(0 <= averaging.START_ITER <= cfg.SOLVER.MAX_ITER,
+            "SOLVER.WEIGHT_AVERAGING.START_ITER", averaging.START_ITER,
+            f"must be in [0, SOLVER.MAX_ITER = {cfg.SOLVER.MAX_ITER}]")
     require(cfg.SOLVER.TARGET_IMS_PER_BATCH == -1 or cfg.SOLVER.TARGET_IMS_PER_BATCH > 0,
             "SOLVER.TARGET_IMS_PER_BATCH", cfg.SOLVER.TARGET_IMS_PER_BATCH,
             "must be > 0 (or -1 for SOLVER.IMS_PER_BATCH) when adapting")

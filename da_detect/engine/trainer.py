@@ -18,6 +18,7 @@ from ..evaluation.comparison import comparison_table
 from .finite_loss import FiniteLossAMPTrainer, FiniteLossTrainer
 from .training_state import TrainingState
 from .wandb_writer import WandbWriter
+from .weight_averaging import WeightAveraging
 
 
 class TrainingProgress(hooks.HookBase):
@@ -43,6 +44,8 @@ class DATrainer(DefaultTrainer):
       and random draws (bit for bit on CPU).
     * A NaN or infinite loss stops training before the weights take it
       (:class:`NonFiniteLossError`).
+    * With ``SOLVER.WEIGHT_AVERAGING.ENABLED`` the final model is the mean of the weights over
+      the last steps (:class:`WeightAveraging`).
     """
 
     def __init__(self, cfg):
@@ -125,7 +128,12 @@ class DATrainer(DefaultTrainer):
         return writers
 
     def build_hooks(self):
-        return [TrainingProgress(), TrainingState()] + super().build_hooks()
+        ours = [TrainingProgress(), TrainingState()]
+        averaging = self.cfg.SOLVER.WEIGHT_AVERAGING
+        if averaging.ENABLED:
+            # Before detectron2's checkpointer: the last step's checkpoint holds the mean.
+            ours.append(WeightAveraging(averaging.START_ITER, averaging.PERIOD))
+        return ours + super().build_hooks()
 
 
 def save_results(results, output_dir):

@@ -1,0 +1,53 @@
+"""SOLVER.WEIGHT_AVERAGING: the final model is the mean of the weights after the chosen steps,
+training itself is unchanged, and a resumed run averages the same weights."""
+import shutil
+
+import torch
+
+from conftest import SYNTHETIC_FPN, run_train_net
+
+# 24 steps, a checkpoint after steps 8, 16 and 24; the averaged run takes the mean of those three.
+RUN = ["SOLVER.WARMUP_ITERS", "4", "SOLVER.STEPS", "(12,)", "SOLVER.MAX_ITER", "24",
+       "SOLVER.CHECKPOINT_PERIOD", "8", "DATALOADER.NUM_WORKERS", "1", "DATASETS.TEST", "()",
+       "WANDB.ENABLED", "False"]
+AVERAGING = ["SOLVER.WEIGHT_AVERAGING.ENABLED", "True", "SOLVER.WEIGHT_AVERAGING.START_ITER", "8",
+             "SOLVER.WEIGHT_AVERAGING.PERIOD", "8"]
+
+
+def weights(path):
+    return torch.load(path, map_location="cpu")["model"]
+
+
+def train(output_dir, *opts, resume=False):
+    run_train_net("--config-file", SYNTHETIC_FPN, *(["--resume"] if resume else []), *RUN, *opts,
+                  "OUTPUT_DIR", output_dir)
+
+
+def test_final_model_is_the_mean_of_the_last_steps_weights_and_survives_resume(tmp_path):
+    plain, averaged, resumed = tmp_path / "plain", tmp_path / "averaged", tmp_path / "resumed"
+    train(plain)
+    train(averaged, *AVERAGING)
+
+    # Averaging leaves training alone: the weights after step 16 are the plain run's.
+    for key, value in weights(plain / "model_0000015.pth").items():
+        assert torch.equal(value, weights(averaged / "model_0000015.pth")[key]), key
+    steps = [weights(plain / name) for name in
+             ("model_0000007.pth", "model_0000015.pth", "model_final.pth")]
+    final = weights(averaged / "model_final.pth")
+    changed = 0
+    for key, value in final.items():
+        if not torch.is_floating_point(value):
+            continue
+        mean = sum(step[key] for step in steps) / len(steps)
+        torch.testing.assert_close(value, mean, rtol=1e-5, atol=1e-6, msg=key)
+        changed += not torch.equal(value, steps[-1][key])
+    assert changed > 0.9 * len(final)  # trained weights moved; the mean is not the last step's
+
+    # Resumed after step 16 (two of the three steps averaged), it ends with the same mean.
+    shutil.copytree(averaged, resumed)
+    for name in ("model_final.pth", "model_0000023.pth"):
+        (resumed / name).unlink()
+    (resumed / "last_checkpoint").write_text("model_0000015.pth")
+    train(resumed, *AVERAGING, resume=True)
+    for key, value in final.items():
+        assert torch.equal(value, weights(resumed / "model_final.pth")[key]), key
