@@ -50,7 +50,7 @@ DEFAULT_VARIANTS = [v for v in VARIANTS if v not in OPT_IN_VARIANTS]
 ADAPTATION_VARIANTS = ("image", "instance", "image+instance", "image+instance+consistency",
                        "image+instance+consistency+photometric")
 QUICK = {"variants": ["source_only", "image+instance+consistency", "oracle"], "seeds": [1],
-         "pretrain_iters": 300, "iters": 150}
+         "pretrain_iters": 200, "iters": 100}
 SOURCE = "clean"
 
 
