@@ -16,6 +16,10 @@ import da_detect  # noqa: E402,F401
 
 SYNTHETIC_FPN = REPO / "configs" / "synthetic" / "Base-synthetic-R18-FPN.yaml"
 SYNTHETIC_DA = REPO / "configs" / "synthetic" / "da_faster_rcnn_R18_FPN.yaml"
+# A short training run: 24 steps, a checkpoint after steps 8, 16 and 24, no evaluation.
+SHORT_RUN = ["SOLVER.WARMUP_ITERS", "4", "SOLVER.STEPS", "(12,)", "SOLVER.MAX_ITER", "24",
+             "SOLVER.CHECKPOINT_PERIOD", "8", "DATALOADER.NUM_WORKERS", "1", "DATASETS.TEST", "()",
+             "WANDB.ENABLED", "False"]
 
 
 def run_script(script, *args, check=True):

@@ -8,6 +8,7 @@ import da_detect  # noqa: F401
 from da_detect.config import load_config
 from da_detect.engine import DATrainer
 from da_detect.engine.launch import init_torchrun_process_group
+from da_detect.engine.unwrap import unwrap_model
 from detectron2.utils import comm
 
 init_torchrun_process_group()
@@ -16,5 +17,5 @@ cfg.freeze()
 trainer = DATrainer(cfg)
 trainer.resume_or_load(resume=False)
 trainer.train()
-model = getattr(trainer.model, "module", trainer.model)
-torch.save(model.state_dict(), f"{cfg.OUTPUT_DIR}/params_rank{comm.get_rank()}.pt")
+torch.save(unwrap_model(trainer.model).state_dict(),
+           f"{cfg.OUTPUT_DIR}/params_rank{comm.get_rank()}.pt")

@@ -14,15 +14,12 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import REPO, SYNTHETIC_DA, SYNTHETIC_FPN, run_train_net
+from conftest import REPO, SHORT_RUN, SYNTHETIC_DA, SYNTHETIC_FPN, run_train_net
 from da_detect.checkpoint import CheckpointError, DACheckpointer
 from da_detect.config import load_config
 from da_detect.engine import DATrainer
 from da_detect.engine.finite_loss import NonFiniteLossError
 
-RUN = ["SOLVER.WARMUP_ITERS", "4", "SOLVER.STEPS", "(12,)", "SOLVER.MAX_ITER", "24",
-       "SOLVER.CHECKPOINT_PERIOD", "8", "DATALOADER.NUM_WORKERS", "1", "DATASETS.TEST", "()",
-       "WANDB.ENABLED", "False"]
 UNTIMED = {"time", "data_time", "eta_seconds", "iteration"}
 
 
@@ -37,7 +34,7 @@ def logged(output_dir):
 
 def train_net_command(output_dir, *extra):
     return [sys.executable, str(REPO / "tools" / "train_net.py"), "--config-file",
-            str(SYNTHETIC_DA), *extra, *RUN, "OUTPUT_DIR", str(output_dir)]
+            str(SYNTHETIC_DA), *extra, *SHORT_RUN, "OUTPUT_DIR", str(output_dir)]
 
 
 def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path):
@@ -203,7 +200,8 @@ def test_bad_image_stops_training_and_evaluation_with_one_error_line(tmp_path):
     domain, bad = coco_split_with_bad_images(tmp_path / "coco")
     # 5 of the 6 target images are bad and each step draws 2: step 0 meets one.
     train = run_train_net("--config-file", SYNTHETIC_DA, *domain, "DATASETS.TARGET_TRAIN",
-                          "('with_bad',)", *RUN, "OUTPUT_DIR", tmp_path / "train", check=False)
+                          "('with_bad',)", *SHORT_RUN, "OUTPUT_DIR", tmp_path / "train",
+                          check=False)
     evaluate = run_train_net("--config-file", SYNTHETIC_FPN, "--eval-only", *domain,
                              "DATASETS.TEST", "('with_bad',)", "DATALOADER.NUM_WORKERS", "1",
                              "WANDB.ENABLED", "False", "OUTPUT_DIR", tmp_path / "eval",

@@ -4,12 +4,9 @@ import shutil
 
 import torch
 
-from conftest import SYNTHETIC_FPN, run_train_net
+from conftest import SHORT_RUN, SYNTHETIC_FPN, run_train_net
 
-# 24 steps, a checkpoint after steps 8, 16 and 24; the averaged run takes the mean of those three.
-RUN = ["SOLVER.WARMUP_ITERS", "4", "SOLVER.STEPS", "(12,)", "SOLVER.MAX_ITER", "24",
-       "SOLVER.CHECKPOINT_PERIOD", "8", "DATALOADER.NUM_WORKERS", "1", "DATASETS.TEST", "()",
-       "WANDB.ENABLED", "False"]
+# SHORT_RUN checkpoints after steps 8, 16 and 24; the averaged run takes the mean of those three.
 AVERAGING = ["SOLVER.WEIGHT_AVERAGING.ENABLED", "True", "SOLVER.WEIGHT_AVERAGING.START_ITER", "8",
              "SOLVER.WEIGHT_AVERAGING.PERIOD", "8"]
 
@@ -19,8 +16,8 @@ def weights(path):
 
 
 def train(output_dir, *opts, resume=False):
-    run_train_net("--config-file", SYNTHETIC_FPN, *(["--resume"] if resume else []), *RUN, *opts,
-                  "OUTPUT_DIR", output_dir)
+    run_train_net("--config-file", SYNTHETIC_FPN, *(["--resume"] if resume else []), *SHORT_RUN,
+                  *opts, "OUTPUT_DIR", output_dir)
 
 
 def test_final_model_is_the_mean_of_the_last_steps_weights_and_survives_resume(tmp_path):

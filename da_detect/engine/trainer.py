@@ -17,6 +17,7 @@ from ..evaluation import COCOAP50Evaluator, VOC07AP50Evaluator
 from ..evaluation.comparison import comparison_table
 from .finite_loss import FiniteLossAMPTrainer, FiniteLossTrainer
 from .training_state import TrainingState
+from .unwrap import unwrap_model
 from .wandb_writer import WandbWriter
 from .weight_averaging import WeightAveraging
 
@@ -26,8 +27,7 @@ class TrainingProgress(hooks.HookBase):
     schedule)."""
 
     def before_step(self):
-        model = self.trainer.model
-        model = getattr(model, "module", model)  # DistributedDataParallel
+        model = unwrap_model(self.trainer.model)
         if hasattr(model, "set_training_progress"):
             model.set_training_progress(self.trainer.iter, self.trainer.max_iter)
 

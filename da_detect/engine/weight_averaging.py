@@ -3,6 +3,8 @@ Leads to Wider Optima and Better Generalization", Izmailov et al., 2018)."""
 from detectron2.engine import HookBase
 from torch.optim.swa_utils import AveragedModel
 
+from .unwrap import unwrap_model
+
 
 class WeightAveraging(HookBase):
     """Keeps the mean of the weights at steps ``MAX_ITER, MAX_ITER - period, ...`` down to
@@ -21,8 +23,7 @@ class WeightAveraging(HookBase):
         self._restored = None
 
     def _model(self):
-        model = self.trainer.model
-        return getattr(model, "module", model)  # DistributedDataParallel
+        return unwrap_model(self.trainer.model)
 
     def before_train(self):
         self._average = AveragedModel(self._model(), use_buffers=True)
