@@ -19,7 +19,7 @@ markdown table (and writes it to ``--output``) of:
         --synthetic-images 1024x512     # Cityscapes-sized synthetic scenes stand in for Cityscapes
 
 ``--profile`` adds the operators that dominate one adaptation step. ``SOLVER.AMP.ENABLED True``
-(trailing ``KEY VALUE`` overrides) measures mixed precision on a GPU. Models keep their random
+(trailing ``KEY VALUE`` overrides) measures mixed precision: float16 on a GPU, bfloat16 on a CPU. Models keep their random
 initial weights (speed does not depend on them); a ResNet with frozen BatchNorm diverges from
 random weights, so give such configs ``MODEL.RESNETS.NORM GN MODEL.FPN.NORM GN``.
 """
@@ -78,7 +78,8 @@ class TrainingRun:
         self.optimizer = build_optimizer(cfg, self.model)
         self.data = iter(build_train_loader(cfg))
         self.amp = cfg.SOLVER.AMP.ENABLED
-        self.scaler = torch.amp.GradScaler(enabled=self.amp)
+        # float16 on a GPU needs its loss scaled; bfloat16 on a CPU does not
+        self.scaler = torch.amp.GradScaler(enabled=self.amp and cfg.MODEL.DEVICE.startswith("cuda"))
 
     def step(self):
         """One training step. Returns (seconds waiting for data, seconds computing, images)."""

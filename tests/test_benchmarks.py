@@ -82,10 +82,13 @@ def test_gap_closed_is_the_share_of_source_only_to_oracle():
 def test_synthetic_benchmark_writes_table_and_chart(tmp_path):
     stdout = run_script("tools/benchmark_synthetic.py", "--variants", "source_only",
                       "oracle", "--seeds", "1", "--pretrain-iters", "4", "--iters", "5",
-                      "--target", "wide_angle", "--output", tmp_path, *TINY).stdout
+                      "--target", "wide_angle", "--precision", "mixed", "--output", tmp_path,
+                      *TINY).stdout
     assert (tmp_path / "pretrain" / "model_final.pth").exists()
     rows = table_rows((tmp_path / "results.md").read_text())
-    assert "synthetic clean -> wide_angle" in stdout.lower()
+    assert "synthetic clean -> wide_angle" in stdout.lower() and "mixed precision" in stdout
+    for run in ("pretrain", "source_only/seed1", "oracle/seed1"):
+        assert "AMP:\n    ENABLED: true" in (tmp_path / run / "config.yaml").read_text(), run
     for variant in ("source_only", "oracle"):
         results = json.loads((tmp_path / variant / "seed1" / "results.json").read_text())
         target = results["synthetic_wide_angle_val"]["bbox"]

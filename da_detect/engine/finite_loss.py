@@ -3,6 +3,8 @@ import math
 
 from detectron2.engine import AMPTrainer, SimpleTrainer
 
+from .cpu_mixed_precision import CPUAMPTrainer
+
 
 class NonFiniteLossError(FloatingPointError):
     """A loss term became NaN or infinite; the message names the iteration and the terms."""
@@ -29,3 +31,7 @@ class FiniteLossTrainer(FiniteLossCheck, SimpleTrainer):
 
 class FiniteLossAMPTrainer(FiniteLossCheck, AMPTrainer):
     """detectron2's AMPTrainer (mixed precision on GPU) with the NaN/Inf guard."""
+
+
+class FiniteLossCPUAMPTrainer(FiniteLossCheck, CPUAMPTrainer):
+    """:class:`CPUAMPTrainer` (bfloat16 mixed precision on CPU) with the NaN/Inf guard."""

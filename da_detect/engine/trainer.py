@@ -15,7 +15,7 @@ from ..data.test_loader import build_test_loader
 from ..data.train_loader import build_train_loader
 from ..evaluation import COCOAP50Evaluator, VOC07AP50Evaluator
 from ..evaluation.comparison import comparison_table
-from .finite_loss import FiniteLossAMPTrainer, FiniteLossTrainer
+from .finite_loss import FiniteLossAMPTrainer, FiniteLossCPUAMPTrainer, FiniteLossTrainer
 from .training_state import TrainingState
 from .unwrap import unwrap_model
 from .wandb_writer import WandbWriter
@@ -46,6 +46,8 @@ class DATrainer(DefaultTrainer):
       (:class:`NonFiniteLossError`).
     * With ``SOLVER.WEIGHT_AVERAGING.ENABLED`` the final model is the mean of the weights over
       the last steps (:class:`WeightAveraging`).
+    * With ``SOLVER.AMP.ENABLED``: detectron2's AMPTrainer (float16) on a GPU,
+      :class:`CPUAMPTrainer` (bfloat16) on a CPU.
     """
 
     def __init__(self, cfg):
@@ -61,7 +63,10 @@ class DATrainer(DefaultTrainer):
             model = DistributedDataParallel(
                 model, device_ids=[comm.get_local_rank()] if on_gpu else None,
                 broadcast_buffers=False, find_unused_parameters=cfg.MODEL.DA.START_ITER > 0)
-        trainer = FiniteLossAMPTrainer if cfg.SOLVER.AMP.ENABLED else FiniteLossTrainer
+        trainer = FiniteLossTrainer
+        if cfg.SOLVER.AMP.ENABLED:
+            trainer = (FiniteLossCPUAMPTrainer if cfg.MODEL.DEVICE.startswith("cpu")
+                       else FiniteLossAMPTrainer)
         self._trainer = trainer(model, data_loader, optimizer)
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
         self.checkpointer = DACheckpointer(
