@@ -10,6 +10,7 @@ from PIL import Image
 from pycocotools.coco import COCO
 
 from conftest import REPO, SYNTHETIC_DA, run_script
+from da_detect.config import load_config
 
 TINY = ["INPUT.MIN_SIZE_TRAIN", "(128,)", "INPUT.MAX_SIZE_TRAIN", "160", "INPUT.MIN_SIZE_TEST",
         "128", "INPUT.MAX_SIZE_TEST", "160", "DATALOADER.NUM_WORKERS", "0"]
@@ -50,8 +51,6 @@ def load_script(path):
 
 
 def test_each_benchmark_variant_trains_what_its_name_says():
-    from da_detect.config import load_config
-
     benchmark = load_script("tools/benchmark_synthetic.py")
     configs = {variant: load_config(str(benchmark.CONFIGS / config))
                for variant, config in benchmark.VARIANTS.items()}
@@ -88,7 +87,12 @@ def test_synthetic_benchmark_writes_table_and_chart(tmp_path):
     rows = table_rows((tmp_path / "results.md").read_text())
     assert "synthetic clean -> wide_angle" in stdout.lower() and "mixed precision" in stdout
     for run in ("pretrain", "source_only/seed1", "oracle/seed1"):
-        assert "AMP:\n    ENABLED: true" in (tmp_path / run / "config.yaml").read_text(), run
+        cfg = load_config(str(tmp_path / run / "config.yaml"))
+        assert cfg.SOLVER.AMP.ENABLED, run
+        # stage 2 is evaluated with its weights averaged over its second half (5 steps: 2-5)
+        averaging = cfg.SOLVER.WEIGHT_AVERAGING
+        assert (averaging.ENABLED, averaging.START_ITER, averaging.PERIOD) == (
+            (False, 0, 1) if run == "pretrain" else (True, 2, 1)), run
     for variant in ("source_only", "oracle"):
         results = json.loads((tmp_path / variant / "seed1" / "results.json").read_text())
         target = results["synthetic_wide_angle_val"]["bbox"]

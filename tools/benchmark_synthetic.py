@@ -13,15 +13,18 @@ target training images; the oracle trains on the labeled target images; photomet
 source with albumentations' fog/brightness/contrast/blur. All are evaluated on the source and the
 target val splits. Seeds vary stage 2 (data order, sampling, initialization of the domain heads).
 Stage-2 runs go ``--jobs`` at a time, sharing the CPU's cores (a single detectron2 process leaves a
-2-core CPU partly idle). Both stages train in ``--precision``: float32, or mixed precision
-(``SOLVER.AMP.ENABLED``: bfloat16 on a CPU, float16 on a GPU).
+2-core CPU partly idle). Both stages train in ``--precision``: mixed (``SOLVER.AMP.ENABLED``:
+bfloat16 on a CPU, float16 on a GPU; the default where the CPU runs bf16 natively) or fp32. Each
+stage-2 run is evaluated with ``--weights``: by default the mean of its weights over its second
+half (``SOLVER.WEIGHT_AVERAGING``), which keeps one seed's late swing of the adversarial game
+from deciding its row.
 
 Writes OUTPUT/results.md (target AP50 mean ± std and per class, source AP50, the share of the
 source-only -> oracle gap closed, seconds per iteration) and OUTPUT/results.png, and prints both.
 
     python tools/benchmark_synthetic.py                    # all variants, seeds 1 2 3, fog
     python tools/benchmark_synthetic.py --quick            # source-only, DA, oracle; one seed
-    python tools/benchmark_synthetic.py --precision mixed  # bfloat16 mixed precision
+    python tools/benchmark_synthetic.py --precision fp32 --weights last  # as before 2026-11-27
     python tools/benchmark_synthetic.py --target photoreal --variants source_only oracle
 """
 import argparse
@@ -103,6 +106,10 @@ def stage2_opts(variant, seed, weights, args):
         opts += ["DATASETS.TARGET_TRAIN", f"('{target_train}',)"]
     if variant == "oracle":
         opts += ["DATASETS.TRAIN", f"('{target_train}',)"]
+    if args.weights == "averaged":
+        opts += ["SOLVER.WEIGHT_AVERAGING.ENABLED", "True",
+                 "SOLVER.WEIGHT_AVERAGING.START_ITER", str(args.iters // 2),
+                 "SOLVER.WEIGHT_AVERAGING.PERIOD", str(max(1, args.iters // 8))]
     return opts + precision_opts(args) + list(args.opts)
 
 
@@ -185,6 +192,7 @@ def log(message):
 
 def main():
     from da_detect.data.synthetic import CLASSES, DOMAIN_STYLES
+    from da_detect.engine.cpu_mixed_precision import cpu_has_native_bfloat16
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--target", default="foggy",
@@ -195,9 +203,15 @@ def main():
     parser.add_argument("--pretrain-iters", type=int, default=800)
     parser.add_argument("--iters", type=int, default=200, help="stage-2 iterations per run")
     parser.add_argument("--lr", type=float, default=0.005, help="stage-2 learning rate")
-    parser.add_argument("--precision", choices=["fp32", "mixed"], default="fp32",
+    parser.add_argument("--precision", choices=["mixed", "fp32"],
+                        default="mixed" if cpu_has_native_bfloat16() else "fp32",
                         help="mixed: SOLVER.AMP.ENABLED (bfloat16 autocast on a CPU, float16 on a "
-                             "GPU); fast only on a CPU that runs bf16 natively (AVX512-BF16 or AMX)")
+                             "GPU); the default where the CPU runs bf16 natively (AVX512-BF16 or "
+                             "AMX), fp32 elsewhere")
+    parser.add_argument("--weights", choices=["averaged", "last"], default="averaged",
+                        help="the stage-2 weights evaluated: their mean over the second half of "
+                             "stage 2, every eighth of it (SOLVER.WEIGHT_AVERAGING), or the last "
+                             "step's")
     parser.add_argument("--jobs", type=int, default=2,
                         help="stage-2 runs at a time, the CPU's cores shared between them (one "
                              "detectron2 process keeps about 1.2 of 2 cores busy)")
@@ -224,10 +238,12 @@ def main():
                    for v in args.variants}
         runs = {v: [f.result() for f in fs] for v, fs in futures.items()}
     minutes = (time.time() - start) / 60
+    evaluated = ("weights averaged over its second half" if args.weights == "averaged"
+                 else "its last weights")
     report = (f"Synthetic {SOURCE} -> {args.target}: AP50 (%) on {split(args.target, 'val')} "
               f"(target) and {split(SOURCE, 'val')} (source); seeds {args.seeds}; "
               f"{args.pretrain_iters} source-only iterations, then {args.iters} per variant "
-              f"(lr {args.lr}), {args.jobs} at a time, "
+              f"(lr {args.lr}; {evaluated}), {args.jobs} at a time, "
               f"{'mixed precision' if args.precision == 'mixed' else 'fp32'}; "
               f"{minutes:.0f} min on this machine "
               f"({os.cpu_count()} cores).\n\n"
