@@ -19,9 +19,10 @@ markdown table (and writes it to ``--output``) of:
         --synthetic-images 1024x512     # Cityscapes-sized synthetic scenes stand in for Cityscapes
 
 ``--profile`` adds the operators that dominate one adaptation step. ``SOLVER.AMP.ENABLED True``
-(trailing ``KEY VALUE`` overrides) measures mixed precision: float16 on a GPU, bfloat16 on a CPU. Models keep their random
-initial weights (speed does not depend on them); a ResNet with frozen BatchNorm diverges from
-random weights, so give such configs ``MODEL.RESNETS.NORM GN MODEL.FPN.NORM GN``.
+(trailing ``KEY VALUE`` overrides) measures mixed precision: float16 on a GPU, bfloat16 on a CPU.
+Models keep their random initial weights (speed does not depend on them); a ResNet with frozen
+BatchNorm diverges from random weights, so give such configs ``MODEL.RESNETS.NORM GN
+MODEL.FPN.NORM GN``.
 """
 import argparse
 import itertools
@@ -79,7 +80,8 @@ class TrainingRun:
         self.data = iter(build_train_loader(cfg))
         self.amp = cfg.SOLVER.AMP.ENABLED
         # float16 on a GPU needs its loss scaled; bfloat16 on a CPU does not
-        self.scaler = torch.amp.GradScaler(enabled=self.amp and cfg.MODEL.DEVICE.startswith("cuda"))
+        on_gpu = cfg.MODEL.DEVICE.startswith("cuda")
+        self.scaler = torch.amp.GradScaler(enabled=self.amp and on_gpu)
 
     def step(self):
         """One training step. Returns (seconds waiting for data, seconds computing, images)."""
