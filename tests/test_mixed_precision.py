@@ -1,11 +1,15 @@
 """Mixed precision on the CPU (SOLVER.AMP.ENABLED with MODEL.DEVICE cpu): the forward pass runs in
-bfloat16, weights, gradients and checkpoints stay float32, and the NaN/Inf guard stays on."""
+bfloat16, weights, gradients and checkpoints stay float32, the NaN/Inf guard stays on, and a CPU
+without native bf16 gets a warning."""
+import logging
+
 import pytest
 import torch
+from torch import nn
 
 from conftest import SYNTHETIC_DA
 from da_detect.config import load_config
-from da_detect.engine import DATrainer
+from da_detect.engine import DATrainer, cpu_mixed_precision
 from da_detect.engine.cpu_mixed_precision import CPUAMPTrainer
 from da_detect.engine.finite_loss import FiniteLossCheck
 
@@ -42,3 +46,12 @@ def test_cpu_amp_trains_in_bfloat16_with_float32_weights(tmp_path, amp, dtype):
         assert any(not torch.equal(v, before[k]) for k, v in state.items() if k.startswith(part))
     saved = torch.load(tmp_path / "model_final.pth")["model"]
     assert all(v.dtype == torch.float32 for v in saved.values() if v.is_floating_point())
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_cpu_amp_warns_where_bfloat16_is_emulated(monkeypatch, caplog, native):
+    monkeypatch.setattr(cpu_mixed_precision, "cpu_has_native_bfloat16", lambda: native)
+    model = nn.Linear(2, 1)
+    with caplog.at_level(logging.WARNING, logger=cpu_mixed_precision.__name__):
+        CPUAMPTrainer(model, [], torch.optim.SGD(model.parameters(), lr=0.1))
+    assert ("bf16 is emulated here and slower than float32" in caplog.text) != native

@@ -15,7 +15,11 @@ from detectron2.engine import SimpleTrainer
 def cpu_has_native_bfloat16():
     """Whether oneDNN runs bfloat16 natively on this CPU (AVX512-BF16 or AMX). Elsewhere bf16 is
     emulated and slower than float32."""
-    return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    try:
+        return (torch.backends.mkldnn.is_available()
+                and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # an older torch that cannot tell
+        return False
 
 
 class CPUAMPTrainer(SimpleTrainer):
