@@ -78,6 +78,19 @@ def test_gap_closed_is_the_share_of_source_only_to_oracle():
     assert gap_closed(runs) == {}
 
 
+def test_quick_presets_what_no_flag_sets():
+    benchmark = load_script("tools/benchmark_synthetic.py")
+    quick = vars(benchmark.parse_args(["--quick"]))
+    assert {key: quick[key] for key in benchmark.QUICK} == benchmark.QUICK
+    args = benchmark.parse_args(["--quick", "--seeds", "2", "3", "--iters", "50"])
+    assert (args.seeds, args.iters) == ([2, 3], 50)
+    assert (args.variants, args.pretrain_iters) == (
+        benchmark.QUICK["variants"], benchmark.QUICK["pretrain_iters"])
+    full = benchmark.parse_args(["--seeds", "4"])
+    assert (full.variants, full.seeds, full.pretrain_iters) == (
+        benchmark.DEFAULT_VARIANTS, [4], 800)
+
+
 def test_synthetic_benchmark_writes_table_and_chart(tmp_path):
     stdout = run_script("tools/benchmark_synthetic.py", "--variants", "source_only",
                       "oracle", "--seeds", "1", "--pretrain-iters", "4", "--iters", "5",

@@ -24,6 +24,7 @@ source-only -> oracle gap closed, seconds per iteration) and OUTPUT/results.png,
 
     python tools/benchmark_synthetic.py                    # all variants, seeds 1 2 3, fog
     python tools/benchmark_synthetic.py --quick            # source-only, DA, oracle; one seed
+    python tools/benchmark_synthetic.py --quick --seeds 1 2 3  # the same, over three seeds
     python tools/benchmark_synthetic.py --precision fp32 --weights last  # as before 2026-11-27
     python tools/benchmark_synthetic.py --target photoreal --variants source_only oracle
 """
@@ -190,8 +191,9 @@ def log(message):
     sys.stdout.flush()
 
 
-def main():
-    from da_detect.data.synthetic import CLASSES, DOMAIN_STYLES
+def parse_args(argv=None):
+    """The command line; ``--quick`` sets QUICK's values, and a flag given beside it wins."""
+    from da_detect.data.synthetic import DOMAIN_STYLES
     from da_detect.engine.cpu_mixed_precision import cpu_has_native_bfloat16
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -217,19 +219,26 @@ def main():
                              "detectron2 process keeps about 1.2 of 2 cores busy)")
     parser.add_argument("--quick", action="store_true",
                         help=f"a short run: {QUICK['variants']}, seeds {QUICK['seeds']}, "
-                             f"{QUICK['pretrain_iters']} + {QUICK['iters']} iterations")
+                             f"{QUICK['pretrain_iters']} + {QUICK['iters']} iterations (each "
+                             "replaced by its own flag, if given)")
     parser.add_argument("--output", type=Path,
                         default=REPO / "output" / "benchmark" / time.strftime("%Y%m%d-%H%M%S"),
                         help="a folder; runs already finished there are reused")
     parser.add_argument("opts", nargs=argparse.REMAINDER,
                         help="KEY VALUE config overrides for every run")
-    args = parser.parse_args()
-    if args.quick:
-        for key, value in QUICK.items():
-            setattr(args, key, value)
+    if parser.parse_known_args(argv)[0].quick:
+        parser.set_defaults(**QUICK)
+    args = parser.parse_args(argv)
     unknown = [v for v in args.variants if v not in VARIANTS]
     if unknown:
         parser.error(f"unknown variants {unknown}; choose from {list(VARIANTS)}")
+    return args
+
+
+def main():
+    from da_detect.data.synthetic import CLASSES
+
+    args = parse_args()
 
     start = time.time()
     weights = pretrain(args)
