@@ -13,6 +13,7 @@ from da_detect.config import deployment_config, load_config
 from da_detect.modeling import meta_arch
 from da_detect.modeling.consistency import consistency_loss
 from da_detect.modeling.gradient_reversal import grl_lambda, reverse_gradient
+from da_detect.modeling.image_domain_classifier import image_domain_probability
 
 SMALL = ["INPUT.MIN_SIZE_TRAIN", "(128,)", "INPUT.MAX_SIZE_TRAIN", "160", "INPUT.MIN_SIZE_TEST",
          "128", "INPUT.MAX_SIZE_TEST", "160", "INPUT.RANDOM_FLIP", "none"]
@@ -84,6 +85,29 @@ def test_consistency_loss_by_hand():
     # |0.2-0.1| + |0.2-0.5| + |0.9-0.6| + |0.9-1.0| + |0.9-0.7| = 0.1+0.3+0.3+0.1+0.2 = 1.0
     assert torch.isclose(consistency_loss(image_probs, instance_probs, image_index),
                          torch.tensor(1.0 / 5))
+
+
+def test_image_probability_is_float32_for_bfloat16_logits():
+    torch.manual_seed(0)
+    shapes = [(2, 1, 8, 10), (2, 1, 4, 5)]
+    logits = [(0.05 * torch.randn(shape)).bfloat16() for shape in shapes]
+    masks = [torch.ones(shape, dtype=torch.bool) for shape in shapes]
+    masks[0][1, :, 6:] = False
+    probs = image_domain_probability(logits, masks)
+    expected = torch.stack([torch.cat([torch.sigmoid(x[i].float())[m[i]] for x, m in
+                                       zip(logits, masks)]).mean() for i in range(2)])
+    assert probs.dtype == torch.float32
+    assert torch.allclose(probs, expected, rtol=0, atol=1e-6)
+    assert not torch.equal(probs, probs.bfloat16().float())  # finer than bfloat16 can hold
+
+
+def test_every_loss_is_float32_under_cpu_autocast(da_cfg, inputs):
+    source, target = inputs
+    model = build_model(da_cfg).train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        losses = train_losses(model, source + target)
+    assert "loss_da_consistency" in losses
+    assert {k: v.dtype for k, v in losses.items()} == {k: torch.float32 for k in losses}
 
 
 @pytest.mark.parametrize("config,opts,levels,box_dim", [

@@ -209,7 +209,7 @@ class DomainAdaptiveRCNN(GeneralizedRCNN):
                           for f, x in zip(self.image_in_features, maps)]
             ins_logits = self.instance_classifier(scale_gradient(box_features, lambdas["instance"]))
             loss = consistency_loss(image_domain_probability(img_logits, masks),
-                                    torch.sigmoid(ins_logits), roi_image)
+                                    torch.sigmoid(ins_logits.float()), roi_image)
             losses["loss_da_consistency"] = weight["consistency"] * loss
         return losses
 
