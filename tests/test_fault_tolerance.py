@@ -12,6 +12,8 @@ import time
 
 import pytest
 import torch
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.utils.env import seed_all_rng
 from torch import nn
 
 from conftest import REPO, SHORT_RUN, SYNTHETIC_DA, SYNTHETIC_FPN, run_train_net
@@ -64,6 +66,31 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path):
     assert logged(uninterrupted) == logged(killed)
     assert set(logged(killed)) == {19, 23}
     assert {"loss_da_image", "loss_da_instance", "lr"} <= set(logged(killed)[23])
+
+
+def test_evaluation_during_training_leaves_the_trained_weights_as_they_are(tmp_path):
+    """Evaluation's data loader draws from torch's generator; without the generators put back,
+    the steps after it sample other regions, and a run resumed from the checkpoint saved just
+    before an evaluation would go on differently from the uninterrupted run."""
+    split = "synthetic_foggy_val_first_2"
+    if split not in DatasetCatalog.list():
+        DatasetCatalog.register(split, lambda: DatasetCatalog.get("synthetic_foggy_val")[:2])
+        MetadataCatalog.get(split).set(
+            thing_classes=MetadataCatalog.get("synthetic_foggy_val").thing_classes)
+    trained = {}
+    for period in (0, 2):
+        cfg = load_config(str(SYNTHETIC_DA), [
+            "SOLVER.MAX_ITER", "3", "SOLVER.WARMUP_ITERS", "0", "DATALOADER.NUM_WORKERS", "0",
+            "DATASETS.TEST", f"('{split}',)", "TEST.EVAL_PERIOD", str(period),
+            "WANDB.ENABLED", "False", "OUTPUT_DIR", str(tmp_path / str(period))])
+        seed_all_rng(cfg.SEED)
+        trainer = DATrainer(cfg)
+        trainer.resume_or_load(resume=False)
+        trainer.train()
+        trained[period] = trainer.model.state_dict()
+    assert (tmp_path / "2" / "inference" / split).is_dir()  # it did evaluate
+    for key, value in trained[0].items():
+        assert torch.equal(value, trained[2][key]), key
 
 
 def test_a_save_cut_short_leaves_the_last_complete_checkpoint(tmp_path, monkeypatch):

@@ -16,7 +16,7 @@ from ..data.train_loader import build_train_loader
 from ..evaluation import COCOAP50Evaluator, VOC07AP50Evaluator
 from ..evaluation.comparison import comparison_table
 from .finite_loss import FiniteLossAMPTrainer, FiniteLossCPUAMPTrainer, FiniteLossTrainer
-from .training_state import TrainingState
+from .training_state import TrainingState, random_states_kept
 from .unwrap import unwrap_model
 from .wandb_writer import WandbWriter
 from .weight_averaging import WeightAveraging
@@ -115,8 +115,9 @@ class DATrainer(DefaultTrainer):
     def test(cls, cfg, model, evaluators=None):
         """detectron2's evaluation on every DATASETS.TEST split; also saves the results, keyed by
         split name (detectron2 drops that key when there is one split), and logs a table comparing
-        the splits class by class."""
-        results = super().test(cfg, model, evaluators)
+        the splits class by class. Leaves the random generators as it found them."""
+        with random_states_kept():
+            results = super().test(cfg, model, evaluators)
         if comm.is_main_process() and results:
             by_split = results if len(cfg.DATASETS.TEST) > 1 else {cfg.DATASETS.TEST[0]: results}
             save_results(by_split, cfg.OUTPUT_DIR)
