@@ -58,6 +58,13 @@ def test_source_augmentation_keeps_boxes_on_their_objects():
     ("Rotate(limit=30)", "'Rotate' is not a pixel-level albumentations transform"),
     ("RandomFog(p=", "is not Name(arg=value, ...)"),
     ("RandomFog(p='often')", "RandomFog(p='often')"),
+    # albumentations only warns of these, and uses the default
+    ("RandomBrightnessContrast(brightnes_limit=0.9)",
+     "RandomBrightnessContrast has no argument 'brightnes_limit' (it takes brightness_limit, "),
+    ("RandomFog(fog_coef_lower=0.3)", "RandomFog has no argument 'fog_coef_lower'"),
+    ("Normalize(p=1)", "'Normalize' changes the pixels' dtype or range"),
+    ("ToFloat(max_value=255)", "'ToFloat' changes the pixels' dtype or range"),
+    ("FromFloat()", "'FromFloat' changes the pixels' dtype or range"),
 ])
 def test_bad_transforms_name_the_key(expression, message):
     with pytest.raises(ConfigError, match="INPUT.ALBUMENTATIONS.SOURCE") as error:

@@ -10,18 +10,24 @@ images, each as albumentations' class name with keyword arguments::
 
 Only pixel-level transforms (albumentations' ``ImageOnlyTransform``: brightness, contrast, blur,
 noise, fog, rain, ...) are accepted: they leave every pixel where it was, so boxes stay exact.
-Geometry belongs to detectron2's own augmentations.
+Geometry belongs to detectron2's own augmentations, and so does the pixels' dtype and range: the
+model normalizes uint8 pixels itself, so ``Normalize``, ``ToFloat`` and ``FromFloat`` are refused.
+A keyword argument the transform does not take is an error (albumentations only warns of it, and
+uses the default).
 
 albumentations asks PyPI for a newer version when imported; nothing here reaches the network at
 run time, so that check is off unless ``NO_ALBUMENTATIONS_UPDATE`` is set otherwise.
 """
 import ast
+import inspect
 import os
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 import albumentations as A  # noqa: E402  (after the line above)
 import numpy as np
 from detectron2.data import transforms as T
+
+RANGE_CHANGING = (A.Normalize, A.ToFloat, A.FromFloat)  # pixel-level, but not uint8 in and out
 
 
 def parse_transform(expression, key):
@@ -36,6 +42,14 @@ def parse_transform(expression, key):
     if not (isinstance(cls, type) and issubclass(cls, A.ImageOnlyTransform)):
         raise ValueError(f"{key}: {call.func.id!r} is not a pixel-level albumentations transform "
                          f"(ImageOnlyTransform)")
+    if issubclass(cls, RANGE_CHANGING):
+        raise ValueError(f"{key}: {call.func.id!r} changes the pixels' dtype or range; the model "
+                         f"normalizes them itself (MODEL.PIXEL_MEAN, MODEL.PIXEL_STD)")
+    accepted = inspect.signature(cls).parameters
+    for k in call.keywords:
+        if k.arg not in accepted:
+            raise ValueError(f"{key}: {call.func.id} has no argument {k.arg!r} (it takes "
+                             f"{', '.join(accepted)})")
     try:
         kwargs = {k.arg: ast.literal_eval(k.value) for k in call.keywords}
         return cls(**kwargs)
