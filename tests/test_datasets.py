@@ -1,18 +1,22 @@
 """Loaders of the real benchmarks on small trees in their exact native layouts and formats."""
 import json
+import struct
 import subprocess
 import sys
+import zlib
 
 import numpy as np
 import pytest
 from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data.detection_utils import read_image
 from PIL import Image
 
-from conftest import REPO
+from conftest import REPO, SYNTHETIC_FPN
 from da_detect.config import ConfigError, load_config
 from da_detect.data import cityscapes, custom, kitti, voc
 from da_detect.data.builtin import register_cityscapes, register_kitti, register_sim10k
 from da_detect.data.problems import DatasetError, readable_images
+from da_detect.data.registry import load_with_problems
 
 BASE = "aachen_000000_000019"
 
@@ -31,6 +35,10 @@ def cityscapes_tree(root, objects, city="aachen", base=BASE, split="train", fogg
         write_image(root / "leftImg8bit_foggy" / split / city /
                     f"{base}_leftImg8bit_foggy_beta_0.02.png", 64, 32)
     return gt
+
+
+def png_chunk(kind, data):
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
 def rect(x0, y0, x1, y1):
@@ -67,6 +75,29 @@ def test_cityscapes_boxes_are_visible_extents_and_groups_are_crowd(tmp_path):
         ("car", [40.0, 12.0, 61.0, 19.0], 1),
         ("person", [25.0, 5.0, 36.0, 26.0], 0),
     ]
+
+
+def test_cityscapes_boxes_are_those_of_json2instanceimg_instance_masks(tmp_path):
+    from cityscapesscripts.helpers.annotation import Annotation
+    from cityscapesscripts.helpers.labels import id2label
+    from cityscapesscripts.preparation.json2instanceImg import createInstanceImage
+
+    # A plate over the car's whole bottom row: json2instanceImg does not draw it (label id -1).
+    plate = {"label": "license plate", "polygon": rect(10, 18, 30, 20)}
+    gt = cityscapes_tree(tmp_path, CITYSCAPES_OBJECTS + [plate])
+    (record,), problems = cityscapes.load_cityscapes_detection(
+        tmp_path / "leftImg8bit" / "train", tmp_path / "gtFine" / "train")
+    annotation = Annotation()
+    annotation.fromJsonFile(str(gt))
+    instances = np.asarray(createInstanceImage(annotation, "ids"))
+    expected = []
+    for instance in np.unique(instances[instances >= 1000]):  # label id * 1000 + instance
+        ys, xs = np.nonzero(instances == instance)
+        box = [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)]
+        expected.append((id2label[instance // 1000].name, box, 0))
+    assert not problems
+    assert [b for b in boxes(record, cityscapes.CLASSES) if not b[2]] == sorted(expected)
+    assert ("car", [10.0, 10.0, 25.0, 21.0], 0) in expected
 
 
 def test_foggy_cityscapes_and_car_only_splits_are_registered(tmp_path):
@@ -147,9 +178,28 @@ def test_unreadable_images_are_counted_skips_naming_the_image(tmp_path):
     kitti_tree(tmp_path, "000001", KITTI_LINES)
     corrupt = tmp_path / "training" / "image_2" / "000001.png"
     corrupt.write_bytes(b"\x89PNG not really")
+    kitti_tree(tmp_path, "000002", KITTI_LINES)
+    garbage_exif = tmp_path / "training" / "image_2" / "000002.png"
+    png = garbage_exif.read_bytes()
+    idat = png.index(b"IDAT") - 4
+    garbage_exif.write_bytes(png[:idat] + png_chunk(b"eXIf", b"garbagegarbage") + png[idat:])
+    kitti_tree(tmp_path, "000003", KITTI_LINES)
+    bomb = tmp_path / "training" / "image_2" / "000003.png"  # header: 20000 x 20000 pixels
+    header = struct.pack(">IIBBBBB", 20000, 20000, 8, 2, 0, 0, 0)
+    bomb.write_bytes(b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header)
+                     + png_chunk(b"IDAT", zlib.compress(b"")) + png_chunk(b"IEND", b""))
     dicts, problems = kitti.load_kitti_car(tmp_path)
-    assert [d["image_id"] for d in dicts] == ["000000"]
-    assert dict(problems)[str(corrupt)].startswith("unreadable image (UnidentifiedImageError: ")
+    # a garbage EXIF block is ignored, as detectron2's read_image ignores it
+    assert [d["image_id"] for d in dicts] == ["000000", "000002"]
+    assert read_image(str(garbage_exif)).shape == (dicts[1]["height"], dicts[1]["width"], 3)
+    messages = dict(problems)
+    assert set(messages) == {str(corrupt), str(bomb)}
+    assert messages[str(corrupt)].startswith("unreadable image (UnidentifiedImageError: ")
+    assert messages[str(bomb)].startswith("unreadable image (DecompressionBombError: ")
+    # ... and so are they where training and evaluation read images
+    records = [{"file_name": str(bomb), "height": 20000, "width": 20000}]
+    assert list(readable_images(records, "BGR", problems)) == []
+    assert problems[-1][1].startswith("unreadable image (DecompressionBombError: ")
 
     write_image(tmp_path / "frames" / "a.png", 40, 30)
     (tmp_path / "frames" / "b.png").write_bytes(b"")
@@ -192,10 +242,11 @@ def sim10k_tree(root, image_id, objects):
     return xml
 
 
-def test_sim10k_classes_and_car_only(tmp_path):
+@pytest.mark.parametrize("folder", ["sim10k", "sim10k/VOC2012"])  # VOC2012/: as unpacked
+def test_sim10k_classes_and_car_only(tmp_path, folder):
     objects = [("car", (101, 201, 300, 400), False), ("person", (11, 21, 40, 90), False),
                ("motorbike", (501, 501, 560, 580), True)]
-    sim10k_tree(tmp_path / "sim10k", "3384645", objects)
+    sim10k_tree(tmp_path / folder, "3384645", objects)
     register_sim10k(tmp_path)
     (record,) = DatasetCatalog.get("sim10k_train")
     assert (record["height"], record["width"]) == (1052, 1914)
@@ -237,6 +288,78 @@ def test_user_domains_from_config_keys(tmp_path):
         "height": 30, "width": 40}]
     with pytest.raises(ConfigError, match="no such file"):
         load_config(str(config), ["DATASETS.COCO_DOMAINS", "[['x', 'missing.json', 'imgs']]"])
+
+
+def test_voc_domain_is_reloaded_when_its_image_set_or_images_change(tmp_path, monkeypatch):
+    monkeypatch.setenv("DA_DETECT_CACHE", str(tmp_path / "cache"))
+    sim10k_tree(tmp_path / "voc", "a", [("car", (1, 1, 10, 10), False)])
+    b = sim10k_tree(tmp_path / "voc", "b", [("car", (1, 1, 10, 10), False)])
+    (tmp_path / "voc" / "JPEGImages" / "b.jpg").unlink()
+    listing = tmp_path / "voc" / "ImageSets" / "Main" / "trainval.txt"
+    listing.parent.mkdir(parents=True)
+    listing.write_text("a\n")
+    load_config(str(SYNTHETIC_FPN),
+                ["DATASETS.VOC_DOMAINS", f"[['depot_train', '{tmp_path}/voc', 'trainval', 'car']]"])
+
+    def loaded():
+        dicts, problems = load_with_problems("depot_train")
+        return [d["image_id"] for d in dicts], [path for path, _ in problems]
+
+    assert loaded() == (["a"], [])
+    listing.write_text("a\nb\n")
+    assert loaded() == (["a"], [str(b)])  # b listed, its image missing
+    write_image(tmp_path / "voc" / "JPEGImages" / "b.jpg", 1914, 1052, "JPEG")
+    assert loaded() == (["a", "b"], [])
+
+
+def test_domain_entries_that_cannot_work_are_refused_when_the_config_loads(tmp_path):
+    (tmp_path / "val.json").write_text("{}")
+    with pytest.raises(ConfigError, match=f"DATASETS.COCO_DOMAINS 'dashcam_val' image_root: "
+                                          f"expected the folder {tmp_path}/images"):
+        load_config(str(SYNTHETIC_FPN), ["DATASETS.COCO_DOMAINS",
+                                         f"[['dashcam_val', '{tmp_path}/val.json', "
+                                         f"'{tmp_path}/images']]"])
+    sim10k_tree(tmp_path / "voc", "a", [("car", (1, 1, 10, 10), False)])
+    with pytest.raises(ConfigError, match="DATASETS.VOC_DOMAINS 'depot_train': no class names"):
+        load_config(str(SYNTHETIC_FPN),
+                    ["DATASETS.VOC_DOMAINS", f"[['depot_train', '{tmp_path}/voc', '', ' , ']]"])
+
+
+def coco_json(path, categories, annotations=()):
+    """A COCO-JSON file of one 64 x 32 image, ``a.jpg``."""
+    path.write_text(json.dumps({
+        "images": [{"id": 1, "file_name": "a.jpg", "height": 32, "width": 64}],
+        "annotations": [dict(a, id=k + 1, image_id=1, iscrowd=0, area=1.0)
+                        for k, a in enumerate(annotations)],
+        "categories": [{"id": k + 1, "name": name} for k, name in enumerate(categories)]}))
+    return path
+
+
+def test_check_dataset_tool_reads_coco_domains_and_names_the_file_that_fails(tmp_path):
+    (tmp_path / "images").mkdir()
+    car = [{"category_id": 1, "bbox": [1, 2, 10, 10]}]
+    coco_json(tmp_path / "kitti.json", ["car"], car)  # named as a built-in split: replaces it
+    (tmp_path / "broken.json").write_text("{not json")
+    coco_json(tmp_path / "no_categories.json", [])
+    coco_json(tmp_path / "unknown_category.json", ["car"], [dict(car[0], category_id=7)])
+    domains = [[name, str(tmp_path / f"{json_file}.json"), str(tmp_path / "images")]
+               for name, json_file in (("kitti_car_train", "kitti"), ("broken", "broken"),
+                                       ("empty", "no_categories"), ("typo", "unknown_category"))]
+    config = tmp_path / "domains.yaml"
+    config.write_text(f'_BASE_: "{SYNTHETIC_FPN}"\n'
+                      f"DATASETS:\n  COCO_DOMAINS: {json.dumps(domains)}\n")
+    result = subprocess.run([sys.executable, str(REPO / "tools" / "check_dataset.py"),
+                             "--config-file", str(config), "kitti_car_train", "broken", "empty",
+                             "typo"], capture_output=True, text=True,
+                            env={"DA_DETECT_DATASETS": str(tmp_path / "nowhere"),
+                                 "DA_DETECT_CACHE": str(tmp_path / "cache"), "PATH": ""})
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "kitti_car_train: 1 images, 1 boxes" in result.stdout
+    for name, json_file, error in (("broken", "broken", "JSONDecodeError"),
+                                   ("empty", "no_categories", "ValueError"),
+                                   ("typo", "unknown_category", "KeyError")):
+        assert (f"{name}: cannot be read: DATASETS.COCO_DOMAINS {name!r}: cannot load "
+                f"{tmp_path}/{json_file}.json: {error}: ") in result.stdout
 
 
 def test_check_dataset_tool_reports_counts_and_problems(tmp_path):

@@ -5,6 +5,7 @@ datasets live under ``$DETECTRON2_DATASETS``; datasets/README.md gives the folde
 Synthetic domains are generated there on first use; the real ones are read in their native layout.
 """
 import os
+from functools import partial
 from pathlib import Path
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
@@ -91,15 +92,17 @@ def register_kitti(root=None):
 
 
 def register_sim10k(root=None):
-    """``sim10k_train`` (car, motorbike, person) and ``sim10k_car_train``: all 10k images."""
+    """``sim10k_train`` (car, motorbike, person) and ``sim10k_car_train``: all 10k images, in
+    ``sim10k/VOC2012`` (where SIM10K's archives unpack) or else in ``sim10k`` itself."""
     root = Path(root or datasets_root()) / "sim10k"
+    if (root / "VOC2012").is_dir():
+        root = root / "VOC2012"
     for name, classes in (("sim10k_train", voc.SIM10K_CLASSES), ("sim10k_car_train", ("car",))):
         register_detection_dataset(
             name, voc.load_voc,
             {"root": str(root), "image_set": None, "classes": classes,
              "known_classes": voc.SIM10K_CLASSES},
-            _files((root / "Annotations", "*.xml"), (root / "JPEGImages", "*.jpg")),
-            thing_classes=list(classes), domain="sim10k")
+            partial(voc.source_files, root, None), thing_classes=list(classes), domain="sim10k")
 
 
 register_synthetic()

@@ -8,7 +8,8 @@ Layout (under a root)::
 
 A box is the tightest rectangle around an object's *visible* pixels: the polygons are drawn in
 file order, later ones over earlier ones (as cityscapesscripts' json2instanceImg draws the
-instance masks the DA literature takes boxes from). Label names are cityscapesscripts' own; a group
+instance masks the DA literature takes boxes from), except those it leaves out of its masks (label
+id < 0: the license plate), which hide nothing. Label names are cityscapesscripts' own; a group
 label (e.g. ``cargroup``) becomes a crowd region (``iscrowd=1``), which evaluation ignores.
 """
 import json
@@ -77,22 +78,21 @@ def _parse(gt_file, classes, problems):
     if problem:
         problems.add(gt_file, problem)
         return None
-    unknown = sorted({label for label in labels if assureSingleInstanceName(label) is None
-                      and label not in name2label})
+    names = [assureSingleInstanceName(label) for label in labels]  # "cargroup" -> "car"
+    unknown = sorted({label for label, name in zip(labels, names) if name is None})
     if unknown:
         problems.add(gt_file, f"unknown Cityscapes labels {unknown}")
         return None
 
     ids = Image.new("I", (width, height), 0)
     draw = ImageDraw.Draw(ids)
-    for k, polygon in enumerate(polygons):
-        if len(polygon) >= 2:
+    for k, (polygon, name) in enumerate(zip(polygons, names)):
+        if len(polygon) >= 2 and name2label[name].id >= 0:  # as json2instanceImg: no plates
             draw.polygon(polygon, fill=k + 1)
     extents = find_objects(np.asarray(ids, dtype=np.int32), max_label=len(polygons))
 
     annotations = []
-    for label, extent in zip(labels, extents):
-        name = assureSingleInstanceName(label)
+    for label, name, extent in zip(labels, names, extents):
         if name not in classes or extent is None:  # other class, or hidden behind others
             continue
         rows, cols = extent

@@ -6,14 +6,15 @@
 * ``DATASETS.IMAGE_FOLDER_DOMAINS``: ``(name, folder)``, unlabeled images (``*.jpg``, ``*.png``)
   as a target domain.
 """
+from functools import partial
 from pathlib import Path
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
-from detectron2.data.datasets import register_coco_instances
+from detectron2.data.datasets import load_coco_json
 
 from . import voc
 from .problems import DatasetError, Problems, image_size, require_dir
-from .registry import register_detection_dataset
+from .registry import forget_dataset, register_detection_dataset
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")  # in any case: cameras write .JPG
 
@@ -24,19 +25,34 @@ def register_from_config(cfg):
         name, json_file, image_root = _fields(entry, 3, "DATASETS.COCO_DOMAINS")
         if not Path(json_file).is_file():
             raise DatasetError(f"DATASETS.COCO_DOMAINS {name!r}: no such file {json_file}")
-        _forget(name)
-        register_coco_instances(name, {}, json_file, image_root)
+        require_dir(image_root, f"DATASETS.COCO_DOMAINS {name!r} image_root")
+        forget_dataset(name)
+        DatasetCatalog.register(name, partial(load_coco_domain, name, json_file, image_root))
+        MetadataCatalog.get(name).set(json_file=json_file, image_root=image_root,
+                                      evaluator_type="coco")
     for entry in cfg.DATASETS.VOC_DOMAINS:
-        name, root, image_set, classes = _fields(entry, 4, "DATASETS.VOC_DOMAINS")
-        classes = tuple(c.strip() for c in classes.split(",") if c.strip())
+        name, root, image_set, class_list = _fields(entry, 4, "DATASETS.VOC_DOMAINS")
+        classes = tuple(c.strip() for c in class_list.split(",") if c.strip())
+        if not classes:
+            raise DatasetError(f"DATASETS.VOC_DOMAINS {name!r}: no class names in {class_list!r} "
+                               f"(expected a comma-separated list, e.g. \"car,person\")")
+        image_set = image_set or None
         register_detection_dataset(
-            name, voc.load_voc, {"root": root, "image_set": image_set or None, "classes": classes},
-            lambda root=root: sorted(str(p) for p in Path(root).glob("Annotations/*.xml")),
-            thing_classes=list(classes))
+            name, voc.load_voc, {"root": root, "image_set": image_set, "classes": classes},
+            partial(voc.source_files, root, image_set), thing_classes=list(classes))
     for entry in cfg.DATASETS.IMAGE_FOLDER_DOMAINS:
         name, folder = _fields(entry, 2, "DATASETS.IMAGE_FOLDER_DOMAINS")
         register_detection_dataset(name, load_image_folder, {"folder": folder},
                                    lambda folder=folder: _image_files(Path(folder)))
+
+
+def load_coco_domain(name, json_file, image_root):
+    """detectron2's ``load_coco_json``; a :class:`DatasetError` naming the file if it fails."""
+    try:
+        return load_coco_json(json_file, image_root, name)
+    except (OSError, ValueError, KeyError, TypeError, AssertionError) as e:  # it asserts, too
+        raise DatasetError(f"DATASETS.COCO_DOMAINS {name!r}: cannot load {json_file}: "
+                           f"{type(e).__name__}: {e}") from e
 
 
 def load_image_folder(folder):
@@ -64,9 +80,3 @@ def _fields(entry, count, key):
     if not isinstance(entry, (list, tuple)) or len(entry) != count:
         raise DatasetError(f"{key}: each entry must have {count} fields, got {entry!r}")
     return [str(x) for x in entry]
-
-
-def _forget(name):
-    if name in DatasetCatalog.list():
-        DatasetCatalog.remove(name)
-        MetadataCatalog.remove(name)

@@ -67,8 +67,14 @@ def image_size_problem(width, height, limit=1 << 15):
     return None
 
 
+# What PIL raises on an image file it cannot read: OSError (UnidentifiedImageError is one) for a
+# missing, empty, corrupt or truncated file; SyntaxError from a format's parser, e.g. of a broken
+# PNG chunk; DecompressionBombError for a header claiming over twice Image.MAX_IMAGE_PIXELS.
+UNREADABLE_IMAGE_ERRORS = (OSError, SyntaxError, Image.DecompressionBombError)
+
+
 def unreadable_image(error):
-    """The problem of an image whose reading raised ``error`` (an OSError)."""
+    """The problem of an image whose reading raised ``error`` (one of UNREADABLE_IMAGE_ERRORS)."""
     return f"unreadable image ({type(error).__name__}: {error})"
 
 
@@ -83,11 +89,20 @@ def image_size(path, problems):
     try:
         with Image.open(path) as im:
             width, height = im.size
-            if im.getexif().get(EXIF_ORIENTATION) in TURNED:
+            if _exif_orientation(im) in TURNED:
                 width, height = height, width
             return width, height
-    except OSError as e:
+    except UNREADABLE_IMAGE_ERRORS as e:
         problems.add(path, unreadable_image(e))
+        return None
+
+
+def _exif_orientation(image):
+    """The PIL image's EXIF orientation; None where it has none or its EXIF block cannot be
+    parsed, as detectron2's ``read_image`` then leaves the image unturned."""
+    try:
+        return image.getexif().get(EXIF_ORIENTATION)
+    except Exception:  # what a garbage EXIF block raises depends on the garbage
         return None
 
 
@@ -107,7 +122,7 @@ def map_or_bad_image(mapper, record):
     missing, empty, corrupt or truncated file) or is not the size its annotation says."""
     try:
         return mapper(record)
-    except OSError as e:  # PIL's UnidentifiedImageError is one
+    except UNREADABLE_IMAGE_ERRORS as e:
         return BadImage(record["file_name"], f"{unreadable_image(e)}; replace or remove it")
     except SizeMismatchError as e:  # its message names the file and both sizes
         return BadImage(record["file_name"], str(e))

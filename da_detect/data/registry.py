@@ -10,12 +10,18 @@ _LOADERS = {}  # dataset name -> (load function, kwargs, function listing its so
 def register_detection_dataset(name, load, kwargs, source_files, **metadata):
     """Register ``name``: ``load(**kwargs)`` -> (dicts, Problems), cached while the files
     ``source_files()`` lists are unchanged. Replaces an earlier registration of ``name``."""
-    if name in DatasetCatalog.list():
-        DatasetCatalog.remove(name)
-        MetadataCatalog.remove(name)
+    forget_dataset(name)
     _LOADERS[name] = (load, kwargs, source_files)
     DatasetCatalog.register(name, lambda: _checked_dicts(name))
     MetadataCatalog.get(name).set(evaluator_type="coco", **metadata)
+
+
+def forget_dataset(name):
+    """Undo any registration of ``name``, here or directly in detectron2's catalogs."""
+    if name in DatasetCatalog.list():
+        DatasetCatalog.remove(name)
+        MetadataCatalog.remove(name)
+    _LOADERS.pop(name, None)
 
 
 def load_with_problems(name):

@@ -20,10 +20,24 @@ def image_ids(root, image_set):
     if image_set is None:
         return sorted(p.stem for p in require_dir(Path(root) / "Annotations",
                                                   "VOC annotations").glob("*.xml"))
-    listing = Path(root) / "ImageSets" / "Main" / f"{image_set}.txt"
+    listing = image_set_file(root, image_set)
     if not listing.is_file():
         raise DatasetError(f"VOC image set: expected the file {listing}, which does not exist")
     return [line.split()[0] for line in listing.read_text().splitlines() if line.strip()]
+
+
+def image_set_file(root, image_set):
+    return Path(root) / "ImageSets" / "Main" / f"{image_set}.txt"
+
+
+def source_files(root, image_set):
+    """The files :func:`load_voc` reads for ``image_set`` (None: every annotation), for the cache
+    key: the annotations, the images and the image set's listing."""
+    root = Path(root)
+    files = [*root.glob("Annotations/*.xml"), *root.glob("JPEGImages/*.jpg")]
+    if image_set is not None and image_set_file(root, image_set).is_file():
+        files.append(image_set_file(root, image_set))
+    return sorted(str(p) for p in files)
 
 
 def load_voc(root, image_set, classes, known_classes=None):
