@@ -45,6 +45,13 @@ class DACheckpointer(DetectionCheckpointer):
         _write_atomically(path, lambda f: torch.save(data, f), "wb")
         self.tag_last_checkpoint(basename)
 
+    def load(self, path, *args, **kwargs):
+        """detectron2's ``load``; a :class:`CheckpointError` naming ``path`` where no such local
+        file exists (a URL is left to detectron2's path manager)."""
+        if path and "://" not in path and not os.path.isfile(path):
+            raise CheckpointError(f"{path}: no such checkpoint file")
+        return super().load(path, *args, **kwargs)
+
     def tag_last_checkpoint(self, last_filename_basename):
         _write_atomically(os.path.join(self.save_dir, "last_checkpoint"),
                           lambda f: f.write(last_filename_basename), "w")

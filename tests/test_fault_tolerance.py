@@ -159,6 +159,8 @@ def test_checkpoints_load_without_unpickling_code(tmp_path):
         DACheckpointer(model).load(str(pkl))
     with pytest.raises(CheckpointError, match=f"{truncated}: not a readable checkpoint"):
         DACheckpointer(model).load(str(truncated))
+    with pytest.raises(CheckpointError, match=f"{tmp_path / 'missing.pth'}: no such checkpoint"):
+        DACheckpointer(model).load(str(tmp_path / "missing.pth"))
     trusting = DACheckpointer(model, allow_unsafe_pickle=True)
     assert trusting.load(str(unsafe))["args"].lr == 0.1
     assert trusting.load(str(pkl)) == {"__author__": "someone"}

@@ -81,6 +81,9 @@ def test_resume_continues_from_last_checkpoint(tmp_path):
      "DATASETS.TEST: unknown dataset name 'synthetic_fogy_val'"),
     (["--config-file", SYNTHETIC_DA, "MODEL.DA.GRL_SCHEDULE", "linear"],
      "MODEL.DA.GRL_SCHEDULE = 'linear'"),
+    (["--config-file", SYNTHETIC_FPN, "--eval-only"], "--eval-only: MODEL.WEIGHTS is empty"),
+    (["--config-file", SYNTHETIC_FPN, "--eval-only", "MODEL.WEIGHTS", "output/no-such.pth"],
+     "output/no-such.pth: no such checkpoint file"),
 ])
 def test_bad_input_gives_one_clear_error_line(args, message):
     result = run_train_net(*args, check=False)
@@ -96,6 +99,8 @@ def test_infer_writes_coco_detections_and_drawn_images(trained, tmp_path):
     folder.mkdir()
     for record in DatasetCatalog.get("synthetic_foggy_val")[:2]:
         shutil.copy(record["file_name"], folder)
+    first_png = sorted(folder.iterdir())[0]
+    Image.open(first_png).save(first_png.with_suffix(".jpg"))  # the same name but its suffix
     good = sorted(p.name for p in folder.iterdir())
     first = (folder / good[0]).read_bytes()
     (folder / "truncated.png").write_bytes(first[:len(first) // 2])  # its header reads fine
@@ -115,9 +120,32 @@ def test_infer_writes_coco_detections_and_drawn_images(trained, tmp_path):
         x, y, w, h = annotation["bbox"]
         assert annotation["score"] >= 0.05 and w > 0 and h > 0
         assert -1 <= x and x + w <= image["width"] + 1 and -1 <= y and y + h <= image["height"] + 1
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
+        good + ["detections.json"])  # one drawing per image, under the image's own name
     for image in coco.dataset["images"]:
-        drawn = Image.open(tmp_path / "out" / (Path(image["file_name"]).stem + ".jpg"))
+        drawn = Image.open(tmp_path / "out" / image["file_name"])
         assert drawn.size == (image["width"], image["height"])
+
+
+def test_infer_refuses_to_draw_over_its_input_or_to_run_without_weights(trained, tmp_path):
+    out, _ = trained
+    image = Path(DatasetCatalog.get("synthetic_foggy_val")[0]["file_name"])
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    shutil.copy(image, folder)
+    infer = [sys.executable, str(REPO / "tools" / "infer.py"), "--config-file", str(SYNTHETIC_FPN),
+             "--input", str(folder)]
+    into_input = subprocess.run(infer + ["--output", str(folder / "."), "MODEL.WEIGHTS",
+                                         str(out / "model_final.pth")],
+                                capture_output=True, text=True, cwd=REPO)
+    assert into_input.returncode == 2 and "is the input folder" in into_input.stderr
+    assert (folder / image.name).read_bytes() == image.read_bytes()
+    without_weights = subprocess.run(infer + ["--output", str(tmp_path / "out")],
+                                     capture_output=True, text=True, cwd=REPO)
+    assert without_weights.returncode != 0
+    assert without_weights.stderr.strip().splitlines()[-1].startswith(
+        "error: MODEL.WEIGHTS is empty")
+    assert not (tmp_path / "out").exists()
 
 
 def test_visualize_writes_detection_panels_and_feature_plot(trained, tmp_path):

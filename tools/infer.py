@@ -5,9 +5,9 @@
         [--score-threshold 0.5] MODEL.WEIGHTS model_final.pth [KEY VALUE ...]
 
 OUT/detections.json is a COCO file (images, categories, and one annotation per detection with
-its "score"), which tools and DATASETS.COCO_DOMAINS can read back; OUT/<image name>.jpg shows the
-detections drawn with detectron2's Visualizer. An image that cannot be read is skipped, named in
-a warning, and left out of both.
+its "score"), which tools and DATASETS.COCO_DOMAINS can read back; OUT/<image's file name> shows
+the detections drawn with detectron2's Visualizer, so OUT must not be the input folder. An image
+that cannot be read is skipped, named in a warning, and left out of both.
 """
 import argparse
 import json
@@ -51,6 +51,9 @@ def main():
     parser.add_argument("--score-threshold", type=float, default=0.5)
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     args = parser.parse_args()
+    if args.output.resolve() == Path(args.input).resolve():
+        parser.error(f"--output {args.output} is the input folder: the drawn images would "
+                     f"overwrite the images")
     try:
         cfg = load_config(args.config_file, args.opts)
         records, problems = load_image_folder(args.input)
@@ -70,7 +73,7 @@ def main():
         outputs.append(instances)
         drawn = draw_detections(to_rgb(image, cfg.INPUT.FORMAT), instances, metadata,
                                 args.score_threshold)
-        Image.fromarray(drawn).save(args.output / (Path(record["file_name"]).stem + ".jpg"))
+        Image.fromarray(drawn).save(args.output / Path(record["file_name"]).name)
     problems.log(args.input)
     coco = coco_detections(detected, outputs, metadata.thing_classes, args.score_threshold)
     (args.output / "detections.json").write_text(json.dumps(coco))

@@ -34,9 +34,12 @@ def main(args):
         cfg = setup(args)
         if args.eval_only:
             model = DATrainer.build_model(cfg)
-            DACheckpointer(model, save_dir=cfg.OUTPUT_DIR,
-                           allow_unsafe_pickle=cfg.MODEL.ALLOW_UNSAFE_PICKLE).resume_or_load(
-                cfg.MODEL.WEIGHTS, resume=args.resume)
+            checkpointer = DACheckpointer(model, save_dir=cfg.OUTPUT_DIR,
+                                          allow_unsafe_pickle=cfg.MODEL.ALLOW_UNSAFE_PICKLE)
+            if not cfg.MODEL.WEIGHTS and not (args.resume and checkpointer.has_checkpoint()):
+                raise CheckpointError("--eval-only: MODEL.WEIGHTS is empty (and no checkpoint "
+                                      "in OUTPUT_DIR to --resume from): nothing to evaluate")
+            checkpointer.resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
             return DATrainer.test(cfg, model)
         trainer = DATrainer(cfg)
         trainer.resume_or_load(resume=args.resume)

@@ -2,14 +2,18 @@
 import torch
 from detectron2.engine import DefaultPredictor
 
-from ..checkpoint import DACheckpointer
+from ..checkpoint import CheckpointError, DACheckpointer
 
 
 class Predictor(DefaultPredictor):
     """detectron2's DefaultPredictor (test-time resize, channel order, one image in), loading
-    MODEL.WEIGHTS through :class:`DACheckpointer` (weights_only unless the config allows more)."""
+    MODEL.WEIGHTS through :class:`DACheckpointer` (weights_only unless the config allows more);
+    refuses to run without weights."""
 
     def __init__(self, cfg):
+        if not cfg.MODEL.WEIGHTS:
+            raise CheckpointError("MODEL.WEIGHTS is empty: give the trained model's checkpoint "
+                                  "(MODEL.WEIGHTS path/to/model_final.pth)")
         without_weights = cfg.clone()
         without_weights.defrost()
         without_weights.MODEL.WEIGHTS = ""
