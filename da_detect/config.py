@@ -152,6 +152,21 @@ def check_dataset_names(cfg):
                 raise ConfigError(f"{key}: unknown dataset name {name!r}{hint}")
 
 
+def check_adaptation_data(cfg):
+    """Raise ConfigError where the model and DATASETS.TARGET_TRAIN do not go together for
+    training: target images for a model that cannot take them (unlabeled, they would reach its
+    detection losses), or a domain-adaptive model with nothing to adapt to."""
+    adaptive = cfg.MODEL.META_ARCHITECTURE == "DomainAdaptiveRCNN"
+    if cfg.DATASETS.TARGET_TRAIN and not adaptive:
+        raise ConfigError(f"DATASETS.TARGET_TRAIN {tuple(cfg.DATASETS.TARGET_TRAIN)} needs "
+                          f"MODEL.META_ARCHITECTURE 'DomainAdaptiveRCNN', not "
+                          f"{cfg.MODEL.META_ARCHITECTURE!r}")
+    if adaptive and not cfg.DATASETS.TARGET_TRAIN and (cfg.MODEL.DA.IMAGE.ENABLED
+                                                       or cfg.MODEL.DA.INSTANCE.ENABLED):
+        raise ConfigError("DATASETS.TARGET_TRAIN is empty: the domain classifiers "
+                          "(MODEL.DA.IMAGE / INSTANCE.ENABLED) have no target images to adapt to")
+
+
 DEPLOYMENT_ROI_HEADS = {"DomainAdaptiveStandardROIHeads": "StandardROIHeads",
                         "DomainAdaptiveRes5ROIHeads": "Res5ROIHeads"}
 

@@ -11,6 +11,7 @@ from detectron2.utils import comm
 from torch.nn.parallel import DistributedDataParallel
 
 from ..checkpoint import DACheckpointer
+from ..config import check_adaptation_data
 from ..data.test_loader import build_test_loader
 from ..data.train_loader import build_train_loader
 from ..evaluation import COCOAP50Evaluator, VOC07AP50Evaluator
@@ -51,6 +52,7 @@ class DATrainer(DefaultTrainer):
     """
 
     def __init__(self, cfg):
+        check_adaptation_data(cfg)
         TrainerBase.__init__(self)
         cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
         model = self.build_model(cfg)
