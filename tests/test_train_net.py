@@ -61,6 +61,17 @@ def test_eval_only_reproduces_the_numbers(trained, tmp_path):
     assert evaluated == after_training
 
 
+def test_a_new_run_refuses_an_output_dir_with_checkpoints(trained):
+    out, _ = trained
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    result = run_train_net("--config-file", SYNTHETIC_FPN, *QUICK, "SOLVER.MAX_ITER", "60",
+                           "OUTPUT_DIR", out, check=False)
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        f"error: OUTPUT_DIR {out} holds an earlier run's checkpoints")
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+
+
 def test_resume_continues_from_last_checkpoint(tmp_path):
     common = [*QUICK, "DATASETS.TEST", "()", "SOLVER.CHECKPOINT_PERIOD", "10",
               "OUTPUT_DIR", tmp_path]

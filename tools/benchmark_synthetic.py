@@ -66,10 +66,10 @@ def split(domain, part):
 
 def train_net(config, output_dir, opts, threads=None):
     """Run tools/train_net.py (with ``threads`` CPU threads, if given); its output goes to
-    output_dir/stdout.txt."""
+    output_dir/stdout.txt. A run cut short earlier goes on from its last checkpoint."""
     output_dir.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, str(REPO / "tools" / "train_net.py"), "--config-file", str(config),
-               "OUTPUT_DIR", str(output_dir), "WANDB.ENABLED", "False", *opts]
+               "--resume", "OUTPUT_DIR", str(output_dir), "WANDB.ENABLED", "False", *opts]
     env = dict(os.environ, **({"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
                               if threads else {}))
     with open(output_dir / "stdout.txt", "w") as log:

@@ -4,9 +4,11 @@
     python tools/train_net.py --config-file CONFIG [--eval-only] [--resume] [--num-gpus N] [KEY VALUE ...]
     torchrun --nproc_per_node N tools/train_net.py --config-file CONFIG ...   (CPU or GPU)
 
-Logs, metrics (metrics.json, TensorBoard), checkpoints and evaluation results go to OUTPUT_DIR.
+Logs, metrics (metrics.json, TensorBoard), checkpoints and evaluation results go to OUTPUT_DIR;
+a new run (no --resume) refuses an OUTPUT_DIR that holds an earlier run's checkpoints.
 Bad input (config, datasets, checkpoints) and a non-finite loss stop it with one ``error:`` line.
 """
+import os
 import sys
 
 import da_detect  # noqa: F401  (detectron2 compatibility, registrations; before detectron2)
@@ -24,6 +26,11 @@ from detectron2.utils.logger import setup_logger
 def setup(args):
     cfg = load_config(args.config_file, args.opts)
     cfg.freeze()
+    last = os.path.join(cfg.OUTPUT_DIR, "last_checkpoint")
+    if not (args.resume or args.eval_only) and os.path.exists(last):
+        raise CheckpointError(f"OUTPUT_DIR {cfg.OUTPUT_DIR} holds an earlier run's checkpoints "
+                              f"({last}), which a new run would overwrite: --resume to go on "
+                              f"with that run, or set another OUTPUT_DIR")
     default_setup(cfg, args)
     setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="da_detect")
     return cfg
