@@ -11,16 +11,16 @@ fi
 PY=.venv/bin/python
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
+# Every release pinned (tools/constraints.txt): the README's figures are reproducible with these.
+export PIP_CONSTRAINT="$PWD/tools/constraints.txt"
 # torch/torchvision first: detectron2's installer and everything else builds on them.
-if ! "$PY" -c "import torch, torchvision.ops" >/dev/null 2>&1; then
-  "$PY" -m pip install --quiet "torchvision==0.29.2"
-fi
+"$PY" -m pip install --quiet torch torchvision
 "$PY" tools/install_detectron2.py
-# Re-install da-detect (and its dependencies) only when setup.py changed.
+# Re-install da-detect (and its dependencies) only when setup.py or the pins changed.
 stamp=.venv/.da-detect-setup.sha256
 if ! sha256sum --check --status "$stamp" 2>/dev/null; then
   "$PY" -m pip install --quiet -e ".[test]"
-  sha256sum setup.py > "$stamp"
+  sha256sum setup.py tools/constraints.txt > "$stamp"
 fi
 
 if [ $# -gt 0 ]; then
