@@ -11,7 +11,7 @@ fi
 PY=.venv/bin/python
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
-# Every release pinned (tools/constraints.txt): the README's figures are reproducible with these.
+# Every release pinned (tools/constraints.txt): a new release cannot move the README's figures.
 export PIP_CONSTRAINT="$PWD/tools/constraints.txt"
 # torch/torchvision first: detectron2's installer and everything else builds on them.
 "$PY" -m pip install --quiet torch torchvision
