@@ -13,6 +13,7 @@ import time
 import pytest
 import torch
 from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.modeling import build_model
 from detectron2.utils.env import seed_all_rng
 from torch import nn
 
@@ -199,6 +200,13 @@ def test_bad_training_data_gives_one_error_line_before_training(tmp_path, opts, 
 
 
 
+def untrained_weights(path, config):
+    """A checkpoint of an untrained model of ``config``: what ``--eval-only`` needs to go on to
+    its data."""
+    torch.save({"model": build_model(load_config(str(config))).state_dict()}, path)
+    return path
+
+
 def coco_split_with_bad_images(root, classes=("car", "person", "bus")):
     """A COCO-JSON split (COCO splits open no image when registered) of 6 images: one good, then
     an empty, a corrupt, a truncated and a missing file, and a good image its annotation gives
@@ -232,6 +240,7 @@ def test_bad_image_stops_training_and_evaluation_with_one_error_line(tmp_path):
                           "('with_bad',)", *SHORT_RUN, "OUTPUT_DIR", tmp_path / "train",
                           check=False)
     evaluate = run_train_net("--config-file", SYNTHETIC_FPN, "--eval-only", *domain,
+                             "MODEL.WEIGHTS", untrained_weights(tmp_path / "w.pth", SYNTHETIC_FPN),
                              "DATASETS.TEST", "('with_bad',)", "DATALOADER.NUM_WORKERS", "1",
                              "WANDB.ENABLED", "False", "OUTPUT_DIR", tmp_path / "eval",
                              check=False)
@@ -269,7 +278,8 @@ def test_a_split_with_other_classes_is_refused_before_its_images_are_read(tmp_pa
     # reached: the class lists are compared first.
     domain, _ = coco_split_with_bad_images(tmp_path / "coco", classes=("car", "truck", "bus"))
     split = ["DATASETS.TEST" if role == "--eval-only" else role, "('with_bad',)"]
-    flags = ["--eval-only"] if role == "--eval-only" else []
+    flags = (["--eval-only", "MODEL.WEIGHTS", untrained_weights(tmp_path / "w.pth", SYNTHETIC_DA)]
+             if role == "--eval-only" else [])
     result = run_train_net("--config-file", SYNTHETIC_DA, *flags, *domain, *split,
                            "SOLVER.MAX_ITER", "2", "DATALOADER.NUM_WORKERS", "0",
                            "WANDB.ENABLED", "False", "OUTPUT_DIR", tmp_path / "out", check=False)
