@@ -32,6 +32,17 @@ from detectron2.data.detection_utils import read_image
 BANDS = ("top", "middle", "bottom")
 
 
+def trained_image_classifiers(predictor, names):
+    """The model's own D_img for the features ``names``, if its checkpoint trained them (a
+    source-only checkpoint loaded into a DomainAdaptiveRCNN leaves them at random); else None."""
+    own = getattr(predictor.model, "image_classifiers", None)
+    if own is None or not set(names) <= set(own):
+        return None
+    if any(name.startswith("image_classifiers.") for name in predictor.missing_weights):
+        return None
+    return own
+
+
 def backbone_features(predictor, records, names, input_format):
     """name -> (N, C, H, W) features of the images of ``records`` (all of one size)."""
     out = {name: [] for name in names}
@@ -143,8 +154,8 @@ def main():
         probe = train_probe(features["source", "train"], features["target", "train"],
                             cfg.MODEL.DA.IMAGE.HIDDEN_CHANNELS, args.steps, args.seed)
         rows = {name: dict.fromkeys(names, probe)}
-        own = getattr(predictor.model, "image_classifiers", None)
-        if own is not None and set(names) <= set(own):
+        own = trained_image_classifiers(predictor, names)
+        if own is not None:
             rows[f"{name}, its own D_img"] = own
         for row, classifiers in rows.items():
             source = band_accuracy(classifiers, features["source", "val"], 0.0)

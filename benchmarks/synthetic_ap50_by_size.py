@@ -39,7 +39,10 @@ def ap50_by_area(coco, detections_json, bounds):
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints as it goes
         evaluation = COCOeval(coco, coco.loadRes(detections), "bbox")
         edges = [0.0, *bounds, 1e10]
-        evaluation.params.areaRng = [[0.0, 1e10]] + [list(r) for r in zip(edges, edges[1:])]
+        # pycocotools' ranges hold both ends: each upper end just below the bound, so that a box
+        # on a bound counts in one range only
+        evaluation.params.areaRng = [[0.0, 1e10]] + [[low, float(np.nextafter(high, 0.0))]
+                                                    for low, high in zip(edges, edges[1:])]
         evaluation.params.areaRngLbl = ["all"] + [f"range{i}" for i in range(len(edges) - 1)]
         evaluation.evaluate()
         evaluation.accumulate()

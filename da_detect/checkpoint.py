@@ -67,14 +67,30 @@ class DACheckpointer(DetectionCheckpointer):
             loaded = torch.load(filename, map_location="cpu",
                                 weights_only=not self.allow_unsafe_pickle)
         except pickle.UnpicklingError as e:
-            reason = next((line for line in str(e).splitlines() if "WeightsUnpickler" in line),
-                          "not only tensors and plain containers")
+            # torch names the class or function it refuses; a damaged pickle names none
+            refused = next((line.strip() for line in str(e).splitlines()
+                            if "GLOBAL" in line or "Unsupported class" in line), None)
+            if refused is None:
+                raise CheckpointError(f"{filename}: not a readable checkpoint (a damaged "
+                                      f"pickle)") from e
             raise CheckpointError(
-                f"{filename}: torch.load(weights_only=True) refuses it ({reason.strip()}); set "
+                f"{filename}: torch.load(weights_only=True) refuses it ({refused}); set "
                 f"MODEL.ALLOW_UNSAFE_PICKLE True if you trust this file") from e
-        except (RuntimeError, EOFError) as e:  # truncated or not a torch file
-            raise CheckpointError(f"{filename}: not a readable checkpoint ({e})") from e
-        return loaded if "model" in loaded else {"model": loaded}
+        except (RuntimeError, EOFError, KeyError, ValueError) as e:  # truncated, not a torch file
+            raise CheckpointError(f"{filename}: not a readable checkpoint "
+                                  f"({type(e).__name__}: {e})") from e
+        checkpoint = loaded if isinstance(loaded, dict) and "model" in loaded else {"model": loaded}
+        if not isinstance(checkpoint["model"], dict):
+            raise CheckpointError(f"{filename}: holds no dict of weights (a "
+                                  f"{type(checkpoint['model']).__name__})")
+        return checkpoint
+
+    def _load_model(self, checkpoint):
+        """detectron2's; the names of the model's weights that the checkpoint did not give
+        (absent, or of another shape) are kept in ``missing_weights``."""
+        incompatible = super()._load_model(checkpoint)
+        self.missing_weights = list(incompatible.missing_keys)
+        return incompatible
 
 
 def _write_atomically(path, write, mode):

@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 from pycocotools.coco import COCO
 
-from conftest import REPO, SYNTHETIC_DA, run_script
+from conftest import REPO, SYNTHETIC_DA, SYNTHETIC_FPN, run_script
 from da_detect.config import load_config
 
 TINY = ["INPUT.MIN_SIZE_TRAIN", "(128,)", "INPUT.MAX_SIZE_TRAIN", "160", "INPUT.MIN_SIZE_TEST",
@@ -138,6 +138,40 @@ def test_ap50_by_size_splits_boxes_into_area_thirds(tmp_path):
     overall, small, medium, large = by_size.ap50_by_area(coco, detections, bounds)
     assert (small, medium, large) == (0.0, 100.0, 100.0)
     assert 60 < overall < 70  # 2/3 recall at precision 1
+
+
+def test_ap50_by_size_counts_a_box_on_a_bound_in_one_range(tmp_path):
+    by_size = load_script("benchmarks/synthetic_ap50_by_size.py")
+    sides = [10, 20, 30]  # areas 100, 400 (on the first bound) and 900
+    coco = COCO()
+    coco.dataset = {
+        "images": [{"id": i + 1, "width": 100, "height": 100} for i in range(len(sides))],
+        "annotations": [{"id": i + 1, "image_id": i + 1, "category_id": 1,
+                         "bbox": [10.0, 10.0, s, s], "area": s * s, "iscrowd": 0}
+                        for i, s in enumerate(sides)],
+        "categories": [{"id": 1, "name": "car"}]}
+    coco.createIndex()
+    detections = tmp_path / "detections.json"
+    detections.write_text(json.dumps([{"image_id": 2, "category_id": 1,
+                                       "bbox": [10.0, 10.0, 20, 20], "score": 1.0}]))
+    _, small, medium, large = by_size.ap50_by_area(coco, detections, [400.0, 650.0])
+    assert (small, medium, large) == (0.0, pytest.approx(100.0), 0.0)
+
+
+def test_domain_probe_uses_a_models_own_d_img_only_where_its_checkpoint_trained_it(tmp_path):
+    from detectron2.modeling import build_model
+
+    from da_detect.engine.predictor import Predictor
+
+    probe_script = load_script("benchmarks/domain_probe.py")
+    names = ["p3", "p4"]
+    for config, has_own in ((SYNTHETIC_FPN, False), (SYNTHETIC_DA, True)):
+        weights = tmp_path / f"{config.stem}.pth"
+        torch.save({"model": build_model(load_config(str(config))).state_dict()}, weights)
+        # both loaded into the adaptive model: only the second checkpoint holds its D_img
+        predictor = Predictor(load_config(str(SYNTHETIC_DA), ["MODEL.WEIGHTS", str(weights)]))
+        own = probe_script.trained_image_classifiers(predictor, names)
+        assert (own is predictor.model.image_classifiers) if has_own else own is None
 
 
 def test_domain_probe_finds_where_the_domains_differ():

@@ -6,6 +6,7 @@ import torch
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import Boxes, BoxMode, Instances
 
+from da_detect.data.registry import forget_dataset
 from da_detect.evaluation import COCOAP50Evaluator, VOC07AP50Evaluator
 
 # One image, two cars A and B and a crowd region C. Detections by score: C (ignored: it lies on
@@ -35,11 +36,12 @@ def dataset():
     return register("ap50_hand_example", ["car"])
 
 
-def evaluate(evaluator):
+def evaluate(evaluator, detections=DETECTIONS):
     instances = Instances((100, 100))
-    instances.pred_boxes = Boxes(torch.tensor([box for box, _ in DETECTIONS], dtype=torch.float))
-    instances.scores = torch.tensor([score for _, score in DETECTIONS])
-    instances.pred_classes = torch.zeros(len(DETECTIONS), dtype=torch.long)
+    instances.pred_boxes = Boxes(torch.tensor([box for box, _ in detections],
+                                              dtype=torch.float).reshape(-1, 4))
+    instances.scores = torch.tensor([score for _, score in detections])
+    instances.pred_classes = torch.zeros(len(detections), dtype=torch.long)
     evaluator.reset()
     evaluator.process([{"image_id": 1, "height": 100, "width": 100}], [{"instances": instances}])
     return evaluator.evaluate()["bbox"]
@@ -63,3 +65,32 @@ def test_voc07_ap50_matches_hand_computation(dataset):
     results = evaluate(VOC07AP50Evaluator(dataset, distributed=False))
     assert results["AP50-car"] == pytest.approx(VOC07_AP50, abs=1e-6)
     assert results["AP50"] == pytest.approx(VOC07_AP50, abs=1e-6)
+
+
+def test_coco_ap50_without_any_detection_is_zero_where_there_is_ground_truth(tmp_path):
+    dataset = register("ap50_hand_example_with_bus", ["car", "bus"])
+    results = evaluate(COCOAP50Evaluator(dataset, output_dir=str(tmp_path), distributed=False),
+                       detections=[])
+    assert results["AP50-car"] == results["AP50"] == results["AP"] == 0.0
+    assert math.isnan(results["AP50-bus"])  # no bus in the split
+    # the cars are 20x20 and 30x30 pixels, both of COCO's small area (< 32²)
+    assert results["APs"] == 0.0 and math.isnan(results["APm"]) and math.isnan(results["APl"])
+
+
+def test_coco_ap50_reads_the_split_as_it_is_now_not_an_earlier_runs_conversion(tmp_path):
+    def register_car_at(box):
+        forget_dataset("moving_car")
+        DatasetCatalog.register("moving_car", lambda: [{
+            "file_name": "x.png", "image_id": 1, "height": 100, "width": 100,
+            "annotations": [{"bbox": box, "bbox_mode": BoxMode.XYXY_ABS, "category_id": 0,
+                             "iscrowd": 0}]}])
+        MetadataCatalog.get("moving_car").set(thing_classes=["car"])
+
+    detection = [([10, 10, 30, 30], 0.9)]
+    register_car_at([10, 10, 30, 30])
+    first = evaluate(COCOAP50Evaluator("moving_car", output_dir=str(tmp_path), distributed=False),
+                     detection)
+    register_car_at([60, 60, 90, 90])  # the annotations changed; same name, same output folder
+    second = evaluate(COCOAP50Evaluator("moving_car", output_dir=str(tmp_path), distributed=False),
+                      detection)
+    assert first["AP50-car"] == pytest.approx(100.0) and second["AP50-car"] == 0.0

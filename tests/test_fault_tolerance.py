@@ -167,6 +167,35 @@ def test_checkpoints_load_without_unpickling_code(tmp_path):
     assert trusting.load(str(pkl)) == {"__author__": "someone"}
 
 
+def test_files_that_are_no_checkpoint_are_named_as_such(tmp_path):
+    model = nn.Linear(3, 2)
+    text, noise, listed = tmp_path / "text.pth", tmp_path / "noise.pth", tmp_path / "list.pth"
+    text.write_text("not a checkpoint\n")
+    noise.write_bytes(bytes(range(256))[::-3] * 3)
+    torch.save([1, 2], listed)
+    for path in (text, noise):
+        with pytest.raises(CheckpointError, match=f"{path}: not a readable checkpoint") as error:
+            DACheckpointer(model).load(str(path))
+        assert "ALLOW_UNSAFE_PICKLE" not in str(error.value)  # trusting it would not help
+    with pytest.raises(CheckpointError, match=f"{listed}: holds no dict of weights \\(a list\\)"):
+        DACheckpointer(model).load(str(listed))
+
+
+def test_predictor_refuses_a_checkpoint_missing_weights_that_inference_uses(tmp_path):
+    from da_detect.engine.predictor import Predictor
+
+    empty = tmp_path / "empty.pth"
+    torch.save({"model": {}}, empty)
+    with pytest.raises(CheckpointError, match=f"{empty}: not a checkpoint of this model"):
+        Predictor(load_config(str(SYNTHETIC_FPN), ["MODEL.WEIGHTS", str(empty)]))
+    # a source-only model's checkpoint has no domain classifiers, which inference does not run
+    plain = untrained_weights(tmp_path / "plain.pth", SYNTHETIC_FPN)
+    predictor = Predictor(load_config(str(SYNTHETIC_DA), ["MODEL.WEIGHTS", str(plain)]))
+    assert predictor.missing_weights
+    assert {name.split(".")[0] for name in predictor.missing_weights} == {
+        "image_classifiers", "instance_classifier"}
+
+
 def test_unsafe_weights_give_one_error_line(tmp_path):
     weights = tmp_path / "weights.pth"
     torch.save({"model": {}, "args": argparse.Namespace()}, weights)

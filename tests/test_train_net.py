@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from detectron2.data import DatasetCatalog
+import torch
+from detectron2.data import DatasetCatalog, MetadataCatalog
 from PIL import Image
 from pycocotools.coco import COCO
 
@@ -140,6 +141,53 @@ def test_infer_writes_coco_detections_and_drawn_images(trained, tmp_path):
     for image in coco.dataset["images"]:
         drawn = Image.open(tmp_path / "out" / image["file_name"])
         assert drawn.size == (image["width"], image["height"])
+
+
+def test_predictor_takes_images_in_the_configs_channel_order(trained):
+    from detectron2.data import DatasetMapper
+    from detectron2.data.detection_utils import read_image
+
+    from da_detect.config import load_config
+    from da_detect.engine.predictor import Predictor
+
+    out, _ = trained
+    cfg = load_config(str(SYNTHETIC_FPN), ["MODEL.WEIGHTS", str(out / "model_final.pth"),
+                                           "INPUT.FORMAT", "RGB"])  # as the VGG16 configs
+    predictor = Predictor(cfg)
+    record = DatasetCatalog.get("synthetic_foggy_val")[0]
+    with torch.no_grad():  # the evaluation's path: the test loader's mapper reads INPUT.FORMAT
+        evaluated = predictor.model([DatasetMapper(cfg, is_train=False)(record)])[0]["instances"]
+    predicted = predictor(read_image(record["file_name"], format="RGB"))["instances"]
+    assert len(evaluated) > 0
+    assert torch.equal(predicted.pred_classes, evaluated.pred_classes)
+    assert torch.allclose(predicted.pred_boxes.tensor, evaluated.pred_boxes.tensor)
+
+
+def test_infer_gives_a_coco_json_splits_own_category_ids(trained, tmp_path):
+    out, _ = trained
+    DatasetCatalog.get("synthetic_foggy_val")  # generated on first use
+    metadata = MetadataCatalog.get("synthetic_foggy_val")
+    val, images = json.loads(Path(metadata.json_file).read_text()), Path(metadata.image_root)
+    own_ids = {1: 3, 2: 7, 3: 11}  # not 1..K: detections must name these ids
+    val["categories"] = [dict(c, id=own_ids[c["id"]]) for c in val["categories"]]
+    for annotation in val["annotations"]:
+        annotation["category_id"] = own_ids[annotation["category_id"]]
+    (tmp_path / "val.json").write_text(json.dumps(val))
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    shutil.copy(images / val["images"][0]["file_name"], folder)
+    result = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "infer.py"), "--config-file", str(SYNTHETIC_FPN),
+         "--input", str(folder), "--output", str(tmp_path / "out"), "--score-threshold", "0.05",
+         "MODEL.WEIGHTS", str(out / "model_final.pth"),
+         "DATASETS.COCO_DOMAINS", f"[['own_ids', '{tmp_path / 'val.json'}', '{images}']]",
+         "DATASETS.TRAIN", "('own_ids',)"], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, result.stderr[-3000:]
+    coco = COCO(str(tmp_path / "out" / "detections.json"))
+    assert [(c["id"], c["name"]) for c in coco.dataset["categories"]] == [
+        (3, "car"), (7, "person"), (11, "bus")]
+    assert coco.dataset["annotations"]
+    assert {a["category_id"] for a in coco.dataset["annotations"]} <= {3, 7, 11}
 
 
 def test_infer_refuses_to_draw_over_its_input_or_to_run_without_weights(trained, tmp_path):

@@ -18,7 +18,7 @@ import da_detect  # noqa: F401  (detectron2 compatibility, registrations; before
 from da_detect.checkpoint import CheckpointError
 from da_detect.config import ConfigError, load_config
 from da_detect.data.custom import load_image_folder
-from da_detect.data.problems import DatasetError, readable_images
+from da_detect.data.problems import DatasetError, readable_images, thing_classes
 from da_detect.engine.predictor import Predictor
 from da_detect.visualization import draw_detections, to_rgb
 from detectron2.data import MetadataCatalog
@@ -26,8 +26,18 @@ from PIL import Image
 from tqdm import tqdm
 
 
-def coco_detections(records, outputs, classes, score_threshold):
-    """COCO dict of ``records`` (image dicts) and their predicted ``outputs`` above the threshold."""
+def category_ids(name, num_classes):
+    """The COCO category id of each of the split ``name``'s classes: a COCO-JSON split's own
+    ids, 1..K for the others."""
+    to_contiguous = MetadataCatalog.get(name).get("thing_dataset_id_to_contiguous_id")
+    if to_contiguous:
+        return [id_ for id_, _ in sorted(to_contiguous.items(), key=lambda item: item[1])]
+    return list(range(1, num_classes + 1))
+
+
+def coco_detections(records, outputs, classes, ids, score_threshold):
+    """COCO dict of ``records`` (image dicts) and their predicted ``outputs`` above the threshold;
+    class k is the category ``ids[k]``."""
     images, annotations = [], []
     for number, (record, output) in enumerate(zip(records, outputs), start=1):
         images.append({"id": number, "file_name": Path(record["file_name"]).name,
@@ -37,9 +47,9 @@ def coco_detections(records, outputs, classes, score_threshold):
                                      instances.scores.tolist(), instances.pred_classes.tolist()):
             x0, y0, x1, y1 = box
             annotations.append({"id": len(annotations) + 1, "image_id": number,
-                                "category_id": label + 1, "bbox": [x0, y0, x1 - x0, y1 - y0],
+                                "category_id": ids[label], "bbox": [x0, y0, x1 - x0, y1 - y0],
                                 "area": (x1 - x0) * (y1 - y0), "score": score, "iscrowd": 0})
-    categories = [{"id": k + 1, "name": name} for k, name in enumerate(classes)]
+    categories = [{"id": id_, "name": name} for id_, name in zip(ids, classes)]
     return {"images": images, "annotations": annotations, "categories": categories}
 
 
@@ -59,6 +69,7 @@ def main():
         records, problems = load_image_folder(args.input)
         if not records:
             raise DatasetError(f"no readable .jpg/.png images in {args.input}")
+        classes = thing_classes(cfg.DATASETS.TRAIN[0])
         predictor = Predictor(cfg)
     except (ConfigError, DatasetError, CheckpointError) as e:
         sys.exit(f"error: {e}")
@@ -75,7 +86,8 @@ def main():
                                 args.score_threshold)
         Image.fromarray(drawn).save(args.output / Path(record["file_name"]).name)
     problems.log(args.input)
-    coco = coco_detections(detected, outputs, metadata.thing_classes, args.score_threshold)
+    coco = coco_detections(detected, outputs, classes,
+                           category_ids(cfg.DATASETS.TRAIN[0], len(classes)), args.score_threshold)
     (args.output / "detections.json").write_text(json.dumps(coco))
     skipped = f" ({len(problems)} skipped, named above)" if problems else ""
     print(f"{len(coco['annotations'])} detections in {len(detected)} images{skipped} -> "

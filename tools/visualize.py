@@ -19,7 +19,7 @@ from pathlib import Path
 import da_detect  # noqa: F401  (detectron2 compatibility, registrations; before detectron2)
 from da_detect.checkpoint import CheckpointError
 from da_detect.config import ConfigError, load_config
-from da_detect.data.problems import DatasetError, Problems, readable_images
+from da_detect.data.problems import DatasetError, Problems, readable_images, thing_classes
 from da_detect.engine.predictor import Predictor
 from da_detect.visualization import (
     draw_detections,
@@ -56,13 +56,15 @@ def main():
         source_split = args.source_split or cfg.DATASETS.TEST[0]
         target_split = args.target_split or cfg.DATASETS.TEST[-1]
         source, target = DatasetCatalog.get(source_split), DatasetCatalog.get(target_split)
+        thing_classes(cfg.DATASETS.TRAIN[0])  # the model's class names, for its detections
         models = {"source-only": predictor(cfg, args.source_only),
                   "adapted": predictor(cfg, args.adapted)}
     except (ConfigError, DatasetError, CheckpointError) as e:
         sys.exit(f"error: {e}")
     except IndexError:
         sys.exit("error: DATASETS.TEST is empty: give --source-split and --target-split")
-    metadata = MetadataCatalog.get(target_split)
+    metadata = MetadataCatalog.get(target_split)  # its ground truth
+    model_metadata = MetadataCatalog.get(cfg.DATASETS.TRAIN[0])  # the classes the models detect
     args.output.mkdir(parents=True, exist_ok=True)
 
     problems = Problems()
@@ -71,7 +73,7 @@ def main():
                               unit="image"):
         rgb = to_rgb(image, cfg.INPUT.FORMAT)
         panels = [draw_ground_truth(rgb, record, metadata)]
-        panels += [draw_detections(rgb, model(image)["instances"].to("cpu"), metadata,
+        panels += [draw_detections(rgb, model(image)["instances"].to("cpu"), model_metadata,
                                    args.score_threshold) for model in models.values()]
         save_panels(args.output / f"detections_{record['image_id']}.png", panels,
                     [f"ground truth ({target_split})", *models])

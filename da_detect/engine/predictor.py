@@ -6,9 +6,13 @@ from ..checkpoint import CheckpointError, DACheckpointer
 
 
 class Predictor(DefaultPredictor):
-    """detectron2's DefaultPredictor (test-time resize, channel order, one image in), loading
-    MODEL.WEIGHTS through :class:`DACheckpointer` (weights_only unless the config allows more);
-    refuses to run without weights."""
+    """detectron2's DefaultPredictor (test-time resize, one image in), loading MODEL.WEIGHTS
+    through :class:`DACheckpointer` (weights_only unless the config allows more); refuses to run
+    without weights, and with a checkpoint that lacks any weight inference uses (another
+    model's: it would detect with random layers). ``missing_weights``: the model's weights the
+    checkpoint did not give (for a :class:`DomainAdaptiveRCNN`, at most its domain classifiers).
+    Images are HxWxC in the config's INPUT.FORMAT, as the test loader reads them
+    (``read_image(path, format=cfg.INPUT.FORMAT)``), where DefaultPredictor takes BGR only."""
 
     def __init__(self, cfg):
         if not cfg.MODEL.WEIGHTS:
@@ -18,16 +22,33 @@ class Predictor(DefaultPredictor):
         without_weights.defrost()
         without_weights.MODEL.WEIGHTS = ""
         super().__init__(without_weights)
-        DACheckpointer(self.model, allow_unsafe_pickle=cfg.MODEL.ALLOW_UNSAFE_PICKLE).load(
-            cfg.MODEL.WEIGHTS)
+        checkpointer = DACheckpointer(self.model, allow_unsafe_pickle=cfg.MODEL.ALLOW_UNSAFE_PICKLE)
+        checkpointer.load(cfg.MODEL.WEIGHTS)
+        self.missing_weights = checkpointer.missing_weights
+        training_only = getattr(self.model, "TRAINING_ONLY", ())
+        used = [name for name in self.missing_weights if name.split(".")[0] not in training_only]
+        if used:
+            raise CheckpointError(
+                f"{cfg.MODEL.WEIGHTS}: not a checkpoint of this model: it gives no weights for "
+                f"{len(used)} of the tensors inference uses: {', '.join(used[:3])}"
+                f"{', ...' if len(used) > 3 else ''}")
 
-    def backbone_features(self, image):
-        """One image's (HxWxC, the config's INPUT.FORMAT) backbone features at test-time size:
-        name -> (1, C, h, w); for a :class:`DomainAdaptiveRCNN` also an FPN's bottom-up ones."""
+    def _model_input(self, image):
+        """The model's input dict for one image: resized to test-time size, (C, H, W) float."""
         height, width = image.shape[:2]
         resized = self.aug.get_transform(image).apply_image(image)
-        tensor = torch.as_tensor(resized.astype("float32").transpose(2, 0, 1))
-        batch = self.model.preprocess_image([{"image": tensor, "height": height, "width": width}])
+        return {"image": torch.as_tensor(resized.astype("float32").transpose(2, 0, 1)),
+                "height": height, "width": width}
+
+    def __call__(self, image):
+        """One image's detections: {"instances": Instances} in the image's own size."""
+        with torch.no_grad():
+            return self.model([self._model_input(image)])[0]
+
+    def backbone_features(self, image):
+        """One image's backbone features at test-time size: name -> (1, C, h, w); for a
+        :class:`DomainAdaptiveRCNN` also an FPN's bottom-up ones."""
+        batch = self.model.preprocess_image([self._model_input(image)])
         with torch.no_grad():
             return getattr(self.model, "backbone_features", self.model.backbone)(batch.tensor)
 

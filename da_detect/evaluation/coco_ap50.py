@@ -5,7 +5,9 @@ import os
 
 import numpy as np
 from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data.datasets.coco import convert_to_coco_json
 from detectron2.evaluation import COCOEvaluator
+from pycocotools.cocoeval import Params
 from tabulate import tabulate
 
 from .. import compat
@@ -35,15 +37,30 @@ class COCOAP50Evaluator(COCOEvaluator):
     """
 
     def __init__(self, dataset_name, output_dir=None, distributed=True):
-        json_file = MetadataCatalog.get(dataset_name).get("json_file")
+        metadata = MetadataCatalog.get(dataset_name)
+        json_file = metadata.get("json_file")
         if json_file and not os.path.exists(json_file):
             DatasetCatalog.get(dataset_name)  # datasets generated on first use write it then
-        super().__init__(dataset_name, tasks=("bbox",), distributed=distributed,
-                         output_dir=output_dir, use_fast_impl=compat.HAS_C_EXTENSION)
+        # A split without a COCO file of its own is converted into one in output_dir, afresh:
+        # detectron2 would read back an earlier run's conversion there, even after the split's
+        # annotations changed, and would keep the file's path in the split's metadata for every
+        # later evaluator in the process, even after that folder is gone.
+        converted = json_file is None and output_dir is not None
+        if converted:
+            metadata.json_file = os.path.join(output_dir, f"{dataset_name}_coco_format.json")
+            convert_to_coco_json(dataset_name, metadata.json_file, allow_cached=False)
+        try:
+            super().__init__(dataset_name, tasks=("bbox",), distributed=distributed,
+                             output_dir=output_dir, use_fast_impl=compat.HAS_C_EXTENSION)
+        finally:
+            if converted:
+                del metadata.json_file
 
     def _derive_coco_results(self, coco_eval, iou_type, class_names=None):
         results = super()._derive_coco_results(coco_eval, iou_type, class_names)
-        if coco_eval is None or not class_names:
+        if coco_eval is None:
+            return self._results_without_detections(results, class_names or [])
+        if not class_names:
             return results
         per_class = ap50_per_class(coco_eval)
         assert len(class_names) == len(per_class)
@@ -55,4 +72,25 @@ class COCOAP50Evaluator(COCOEvaluator):
                          headers=["category", "AP50"] * (n_cols // 2), numalign="left")
         logger.info(f"Per-category {iou_type} AP50:\n" + table)
         results.update({f"AP50-{name}": value for name, value in ap50.items()})
+        return results
+
+    def _results_without_detections(self, metrics, class_names):
+        """What COCOeval gives a split with no detection at all, which detectron2 leaves NaN: 0
+        for each metric and class with ground truth (non-crowd boxes of its areas), NaN for one
+        without."""
+        boxes = [a for a in self._coco_api.dataset["annotations"] if not a.get("iscrowd", 0)]
+        params = Params(iouType="bbox")
+        area_ranges = dict(zip(params.areaRngLbl, params.areaRng))  # all, small, medium, large
+        area_of = {"APs": "small", "APm": "medium", "APl": "large"}
+
+        def zero_if_any(matches):
+            return 0.0 if any(matches) else float("nan")
+
+        results = {}
+        for metric in metrics:
+            low, high = area_ranges[area_of.get(metric, "all")]
+            results[metric] = zero_if_any(low <= a["area"] <= high for a in boxes)
+        for name, category in zip(class_names, sorted(self._coco_api.getCatIds())):
+            results[f"AP-{name}"] = results[f"AP50-{name}"] = zero_if_any(
+                a["category_id"] == category for a in boxes)
         return results

@@ -34,6 +34,8 @@ class DomainAdaptiveRCNN(GeneralizedRCNN):
     test time and the weights load into a plain ``GeneralizedRCNN``.
     """
 
+    TRAINING_ONLY = ("image_classifiers", "instance_classifier")  # modules inference never runs
+
     @configurable
     def __init__(self, *, image_classifiers, image_in_features, instance_classifier,
                  consistency, da_loss_weight, part_loss_weights, grl_lambdas, grl_schedule,
