@@ -1,5 +1,6 @@
-"""One torchrun worker for test_distributed.py: adaptation training with DATrainer, then this
-rank's parameters saved to OUTPUT_DIR/params_rank<r>.pt. Args: CONFIG [KEY VALUE ...]."""
+"""One torchrun worker for test_distributed.py: adaptation training with DATrainer (resumed from
+OUTPUT_DIR's last checkpoint, if any), then this rank's parameters saved to
+OUTPUT_DIR/params_rank<r>.pt. Args: CONFIG [KEY VALUE ...]."""
 import sys
 
 import torch
@@ -15,7 +16,7 @@ init_torchrun_process_group()
 cfg = load_config(sys.argv[1], sys.argv[2:])
 cfg.freeze()
 trainer = DATrainer(cfg)
-trainer.resume_or_load(resume=False)
+trainer.resume_or_load(resume=True)
 trainer.train()
 torch.save(unwrap_model(trainer.model).state_dict(),
            f"{cfg.OUTPUT_DIR}/params_rank{comm.get_rank()}.pt")

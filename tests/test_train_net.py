@@ -86,6 +86,20 @@ def test_resume_continues_from_last_checkpoint(tmp_path):
     assert "loss_da_consistency" in metrics(tmp_path)[-1]
 
 
+def test_a_resumed_run_writes_each_logged_value_once(tmp_path):
+    common = [*QUICK, "WANDB.ENABLED", "True", "WANDB.MODE", "offline", "TEST.EVAL_PERIOD", "10",
+              "OUTPUT_DIR", tmp_path]
+    run_train_net("--config-file", SYNTHETIC_FPN, *common, "SOLVER.MAX_ITER", "20")
+    # the last checkpoint holds the values logged at steps 9 (evaluation) and 19, written at 19
+    run_train_net("--config-file", SYNTHETIC_FPN, "--resume", *common, "SOLVER.MAX_ITER", "30")
+    by_iteration = {m["iteration"]: m for m in metrics(tmp_path)}
+    # evaluations at steps 9, 20 and 30 (the final ones count the finished steps)
+    assert sorted(m["iteration"] for m in metrics(tmp_path)) == [9, 19, 20, 29, 30]
+    assert all(isinstance(i, int) for i in by_iteration)
+    assert {"bbox/AP50" in by_iteration[i] for i in (9, 20, 30)} == {True}
+    assert {"total_loss" in by_iteration[i] for i in (19, 29)} == {True}
+
+
 @pytest.mark.parametrize("args,message", [
     (["--config-file", SYNTHETIC_FPN, "MODEL.NO_SUCH_KEY", "1"], "MODEL.NO_SUCH_KEY"),
     (["--config-file", "configs/missing.yaml"], "config file not found: configs/missing.yaml"),

@@ -136,7 +136,7 @@ class DATrainer(DefaultTrainer):
         return writers
 
     def build_hooks(self):
-        ours = [TrainingProgress(), TrainingState()]
+        ours = [TrainingProgress(), TrainingState(self.cfg.SOLVER.CHECKPOINT_PERIOD)]
         averaging = self.cfg.SOLVER.WEIGHT_AVERAGING
         if averaging.ENABLED:
             # Before detectron2's checkpointer: the last step's checkpoint holds the mean.
