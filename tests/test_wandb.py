@@ -1,9 +1,15 @@
-"""Experiment tracking: a short training run logs its losses and config to an offline wandb run."""
+"""Experiment tracking: a short training run logs its losses and config to an offline wandb run;
+wandb missing or failing to start is a config error."""
 import struct
+import sys
 
+import pytest
+import wandb
 from wandb.proto import wandb_internal_pb2
 
 from conftest import SYNTHETIC_DA, run_train_net
+from da_detect.config import ConfigError, load_config
+from da_detect.engine.wandb_writer import WandbWriter
 
 
 def read_wandb_records(path):
@@ -47,3 +53,18 @@ def test_training_logs_losses_and_config_to_offline_wandb(tmp_path):
     assert run.display_name == "adapt-test"
     config = {item.key: item.value_json for item in run.config.update}
     assert '"DomainAdaptiveRCNN"' in config["MODEL"] and '"synthetic_foggy_train"' in config["DATASETS"]
+
+
+def test_wandb_missing_or_failing_is_a_config_error_naming_the_key(tmp_path, monkeypatch):
+    cfg = load_config(str(SYNTHETIC_DA), ["OUTPUT_DIR", str(tmp_path), "WANDB.MODE", "online"])
+
+    def no_api_key(**kwargs):
+        raise wandb.errors.UsageError("api_key not configured (no-tty)")
+
+    monkeypatch.setattr(wandb, "init", no_api_key)
+    with pytest.raises(ConfigError, match="WANDB.MODE 'online': wandb could not start the run "
+                                          r"\(UsageError: api_key not configured"):
+        WandbWriter(cfg)
+    monkeypatch.setitem(sys.modules, "wandb", None)  # as if it were not installed
+    with pytest.raises(ConfigError, match="WANDB.ENABLED True needs the wandb package"):
+        WandbWriter(cfg)

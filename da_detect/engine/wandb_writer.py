@@ -4,6 +4,8 @@ from collections import defaultdict
 import yaml
 from detectron2.utils.events import EventWriter, get_event_storage
 
+from ..config import ConfigError
+
 
 class WandbWriter(EventWriter):
     """Logs what detectron2's EventStorage holds (each loss term, ``da/*`` domain-classifier
@@ -15,13 +17,23 @@ class WandbWriter(EventWriter):
     """
 
     def __init__(self, cfg, window_size=20):
-        import wandb
-
+        """A :class:`ConfigError` where wandb is not installed or cannot start the run (no API
+        key, no network): WANDB.ENABLED False or WANDB.MODE offline go on without them."""
+        try:
+            import wandb
+        except ImportError as e:
+            raise ConfigError("WANDB.ENABLED True needs the wandb package (pip install wandb); "
+                              "or set WANDB.ENABLED False") from e
         self._window_size = window_size
         self._last_write = -1
-        self._run = wandb.init(
-            project=cfg.WANDB.PROJECT, name=cfg.WANDB.NAME or None, mode=cfg.WANDB.MODE,
-            dir=cfg.OUTPUT_DIR, config=yaml.safe_load(cfg.dump()))
+        try:
+            self._run = wandb.init(
+                project=cfg.WANDB.PROJECT, name=cfg.WANDB.NAME or None, mode=cfg.WANDB.MODE,
+                dir=cfg.OUTPUT_DIR, config=yaml.safe_load(cfg.dump()))
+        except wandb.errors.Error as e:
+            raise ConfigError(f"WANDB.MODE {cfg.WANDB.MODE!r}: wandb could not start the run "
+                              f"({type(e).__name__}: {e}); set WANDB.MODE offline (and "
+                              f"`wandb sync` later) or WANDB.ENABLED False") from e
 
     def write(self):
         storage = get_event_storage()
