@@ -216,6 +216,13 @@ def test_infer_refuses_to_draw_over_its_input_or_to_run_without_weights(trained,
                                          str(out / "model_final.pth")],
                                 capture_output=True, text=True, cwd=REPO)
     assert into_input.returncode == 2 and "is the input folder" in into_input.stderr
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("kept")
+    into_file = subprocess.run(infer + ["--output", str(a_file), "MODEL.WEIGHTS",
+                                        str(out / "model_final.pth")],
+                               capture_output=True, text=True, cwd=REPO)
+    assert into_file.returncode == 2 and "is a file, not a folder" in into_file.stderr
+    assert a_file.read_text() == "kept"
     assert (folder / image.name).read_bytes() == image.read_bytes()
     without_weights = subprocess.run(infer + ["--output", str(tmp_path / "out")],
                                      capture_output=True, text=True, cwd=REPO)

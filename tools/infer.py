@@ -64,6 +64,8 @@ def main():
     if args.output.resolve() == Path(args.input).resolve():
         parser.error(f"--output {args.output} is the input folder: the drawn images would "
                      f"overwrite the images")
+    if args.output.exists() and not args.output.is_dir():
+        parser.error(f"--output {args.output} is a file, not a folder")
     try:
         cfg = load_config(args.config_file, args.opts)
         records, problems = load_image_folder(args.input)
