@@ -9,6 +9,7 @@ on or off by its ``ENABLED`` key, so the paper's ablation is four configs.
 """
 import difflib
 import os
+import re
 
 from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg
@@ -21,6 +22,7 @@ from .data.problems import DatasetError
 GRL_SCHEDULES = ("constant", "dann")
 AP_METHODS = ("coco", "voc07")
 WANDB_MODES = ("offline", "online", "disabled")
+CONFIG_KEY = re.compile(r"[A-Z][A-Z0-9_]*(\.[A-Z][A-Z0-9_]*)+")  # e.g. SOLVER.BASE_LR
 
 
 class ConfigError(ValueError):
@@ -197,6 +199,9 @@ def load_config(config_file, opts=()):
         cfg.merge_from_file(config_file)
     except (KeyError, ValueError, AssertionError, OSError) as e:
         raise ConfigError(f"{config_file}: {_message(e)}") from e
+    if len(opts) % 2:
+        raise ConfigError(f"command-line override {_key_without_value(list(opts))}: no value "
+                          f"(overrides are KEY VALUE pairs)")
     try:
         cfg.merge_from_list(list(opts))
     except (KeyError, ValueError, AssertionError) as e:
@@ -215,3 +220,11 @@ def load_config(config_file, opts=()):
 
 def _message(error):
     return error.args[0] if isinstance(error, KeyError) and error.args else str(error)
+
+
+def _key_without_value(opts):
+    """The first KEY of KEY VALUE ``opts`` that has no value: the next token is a key, or none."""
+    for i in range(0, len(opts), 2):
+        if i + 1 == len(opts) or CONFIG_KEY.fullmatch(str(opts[i + 1])):
+            return opts[i]
+    return opts[-1]

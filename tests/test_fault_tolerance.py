@@ -215,11 +215,18 @@ def test_unsafe_weights_give_one_error_line(tmp_path):
       "DATASETS.TARGET_TRAIN", "('two_classes',)"],
      "dataset 'two_classes' has classes ['car', 'bus'], but 'synthetic_clean_train' has"),
     (["DATASETS.IMAGE_FOLDER_DOMAINS", "[['no_frames', '{empty}']]",
-      "DATASETS.TARGET_TRAIN", "('no_frames',)"], "dataset 'no_frames' has no usable images"),
+      "DATASETS.TARGET_TRAIN", "('no_frames',)"],
+     "DATASETS.IMAGE_FOLDER_DOMAINS 'no_frames': no jpg/jpeg/png images in {empty}"),
+    (["DATASETS.IMAGE_FOLDER_DOMAINS", "[['a_file', '{empty}/../notes.txt']]",
+      "DATASETS.TARGET_TRAIN", "('a_file',)"],
+     "DATASETS.IMAGE_FOLDER_DOMAINS 'a_file': expected a folder, but "
+     "{empty}/../notes.txt is a file"),
 ])
 def test_bad_training_data_gives_one_error_line_before_training(tmp_path, opts, message):
     (tmp_path / "empty").mkdir()
+    (tmp_path / "notes.txt").write_text("not images")
     opts = [o.replace("{empty}", str(tmp_path / "empty")) for o in opts]
+    message = message.replace("{empty}", str(tmp_path / "empty"))
     result = run_train_net("--config-file", SYNTHETIC_DA, *opts, "OUTPUT_DIR", tmp_path / "out",
                            check=False)
     assert result.returncode != 0

@@ -42,8 +42,10 @@ def register_from_config(cfg):
             partial(voc.source_files, root, image_set), thing_classes=list(classes))
     for entry in cfg.DATASETS.IMAGE_FOLDER_DOMAINS:
         name, folder = _fields(entry, 2, "DATASETS.IMAGE_FOLDER_DOMAINS")
-        register_detection_dataset(name, load_image_folder, {"folder": folder},
-                                   lambda folder=folder: _image_files(Path(folder)))
+        register_detection_dataset(
+            name, load_image_folder,
+            {"folder": folder, "what": f"DATASETS.IMAGE_FOLDER_DOMAINS {name!r}"},
+            lambda folder=folder: _image_files(Path(folder)))
 
 
 def load_coco_domain(name, json_file, image_root):
@@ -55,11 +57,16 @@ def load_coco_domain(name, json_file, image_root):
                            f"{type(e).__name__}: {e}") from e
 
 
-def load_image_folder(folder):
-    """Unlabeled images of ``folder`` (not recursive): (dicts without annotations, Problems)."""
+def load_image_folder(folder, what="image folder"):
+    """Unlabeled images of ``folder`` (not recursive): (dicts without annotations, Problems). A
+    :class:`DatasetError` naming ``what`` and the folder where it is none or holds no image."""
     problems = Problems()
     dicts = []
-    for path in _image_files(require_dir(folder, "image folder")):
+    files = _image_files(require_dir(folder, what))
+    if not files:
+        raise DatasetError(f"{what}: no {'/'.join(s[1:] for s in IMAGE_SUFFIXES)} images in "
+                           f"{folder}")
+    for path in files:
         size = image_size(path, problems)
         if size is None:
             continue

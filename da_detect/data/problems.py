@@ -42,6 +42,8 @@ class Problems(list):
 
 def require_dir(path, what):
     path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise DatasetError(f"{what}: expected a folder, but {path} is a file")
     if not path.is_dir():
         raise DatasetError(f"{what}: expected the folder {path}, which does not exist")
     return path
