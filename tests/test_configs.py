@@ -10,7 +10,7 @@ from detectron2.utils.events import EventStorage
 from torchvision.models import vgg16
 
 from conftest import REPO
-from da_detect.config import load_config
+from da_detect.config import ConfigError, load_config
 from da_detect.modeling.vgg import torchvision_vgg16_to_detectron2
 
 CONFIGS = sorted(p for p in (REPO / "configs").rglob("*.yaml"))
@@ -21,6 +21,15 @@ def test_config_loads(path):
     cfg = load_config(str(path))
     if cfg.DATASETS.TARGET_TRAIN:
         assert cfg.MODEL.META_ARCHITECTURE == "DomainAdaptiveRCNN"
+
+
+def test_a_missing_base_file_is_named_with_the_file_that_names_it(tmp_path):
+    (tmp_path / "sub").mkdir()
+    config = tmp_path / "sub" / "experiment.yaml"
+    config.write_text('_BASE_: "../Base-typo.yaml"\nSOLVER:\n  MAX_ITER: 5\n')
+    with pytest.raises(ConfigError) as error:
+        load_config(str(config))
+    assert str(error.value).startswith(f"{config}: _BASE_ file not found: {tmp_path}/Base-typo")
 
 
 def test_adaptation_settings_have_source_only_twins():

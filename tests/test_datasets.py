@@ -323,6 +323,19 @@ def test_domain_entries_that_cannot_work_are_refused_when_the_config_loads(tmp_p
     with pytest.raises(ConfigError, match="DATASETS.VOC_DOMAINS 'depot_train': no class names"):
         load_config(str(SYNTHETIC_FPN),
                     ["DATASETS.VOC_DOMAINS", f"[['depot_train', '{tmp_path}/voc', '', ' , ']]"])
+    write_image(tmp_path / "frames" / "a.png", 40, 30)
+    with pytest.raises(ConfigError, match="DATASETS.IMAGE_FOLDER_DOMAINS 'synthetic_foggy_val': "
+                                          "the name of a registered dataset"):
+        load_config(str(SYNTHETIC_FPN), ["DATASETS.IMAGE_FOLDER_DOMAINS",
+                                         f"[['synthetic_foggy_val', '{tmp_path}/frames']]"])
+    assert len(DatasetCatalog.get("synthetic_foggy_val")) == 100  # the built-in split, untouched
+    with pytest.raises(ConfigError, match="DATASETS.IMAGE_FOLDER_DOMAINS 'frames': the name of "
+                                          "another domain in this config"):
+        load_config(str(SYNTHETIC_FPN), [
+            "DATASETS.IMAGE_FOLDER_DOMAINS", f"[['frames', '{tmp_path}/frames']]",
+            "DATASETS.VOC_DOMAINS", f"[['frames', '{tmp_path}/voc', '', 'car']]"])
+    load_config(str(SYNTHETIC_FPN), ["DATASETS.IMAGE_FOLDER_DOMAINS",
+                                     f"[['frames', '{tmp_path}/frames']]"])  # again: replaced
 
 
 def coco_json(path, categories, annotations=()):

@@ -18,11 +18,15 @@ from .registry import forget_dataset, register_detection_dataset
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")  # in any case: cameras write .JPG
 
+_CONFIG_DOMAINS = set()  # names registered from a config's *_DOMAINS keys, free to re-register
+
 
 def register_from_config(cfg):
     """Register every dataset the config's DATASETS.*_DOMAINS keys name."""
+    claimed = set()
     for entry in cfg.DATASETS.COCO_DOMAINS:
         name, json_file, image_root = _fields(entry, 3, "DATASETS.COCO_DOMAINS")
+        _claim(name, "DATASETS.COCO_DOMAINS", claimed)
         if not Path(json_file).is_file():
             raise DatasetError(f"DATASETS.COCO_DOMAINS {name!r}: no such file {json_file}")
         require_dir(image_root, f"DATASETS.COCO_DOMAINS {name!r} image_root")
@@ -32,6 +36,7 @@ def register_from_config(cfg):
                                       evaluator_type="coco")
     for entry in cfg.DATASETS.VOC_DOMAINS:
         name, root, image_set, class_list = _fields(entry, 4, "DATASETS.VOC_DOMAINS")
+        _claim(name, "DATASETS.VOC_DOMAINS", claimed)
         classes = tuple(c.strip() for c in class_list.split(",") if c.strip())
         if not classes:
             raise DatasetError(f"DATASETS.VOC_DOMAINS {name!r}: no class names in {class_list!r} "
@@ -42,10 +47,24 @@ def register_from_config(cfg):
             partial(voc.source_files, root, image_set), thing_classes=list(classes))
     for entry in cfg.DATASETS.IMAGE_FOLDER_DOMAINS:
         name, folder = _fields(entry, 2, "DATASETS.IMAGE_FOLDER_DOMAINS")
+        _claim(name, "DATASETS.IMAGE_FOLDER_DOMAINS", claimed)
         register_detection_dataset(
             name, load_image_folder,
             {"folder": folder, "what": f"DATASETS.IMAGE_FOLDER_DOMAINS {name!r}"},
             lambda folder=folder: _image_files(Path(folder)))
+
+
+def _claim(name, key, claimed):
+    """Refuse a domain name given twice in one config, or already taken by a dataset registered
+    otherwise (da-detect's built-in splits, detectron2's, or one registered in Python), which
+    the domain would silently replace."""
+    if name in claimed:
+        raise DatasetError(f"{key} {name!r}: the name of another domain in this config")
+    if name in DatasetCatalog.list() and name not in _CONFIG_DOMAINS:
+        raise DatasetError(f"{key} {name!r}: the name of a registered dataset (built-in or "
+                           f"registered in Python); give the domain a name of its own")
+    claimed.add(name)
+    _CONFIG_DOMAINS.add(name)
 
 
 def load_coco_domain(name, json_file, image_root):
