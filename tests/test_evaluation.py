@@ -67,6 +67,15 @@ def test_voc07_ap50_matches_hand_computation(dataset):
     assert results["AP50"] == pytest.approx(VOC07_AP50, abs=1e-6)
 
 
+def test_a_detection_mostly_inside_a_crowd_region_is_ignored_by_both(dataset, tmp_path):
+    inside = ([2, 62, 10, 70], 0.85)  # IoU with the crowd region 0.07, all of it inside it
+    coco = evaluate(COCOAP50Evaluator(dataset, output_dir=str(tmp_path), distributed=False),
+                    DETECTIONS + [inside])
+    voc07 = evaluate(VOC07AP50Evaluator(dataset, distributed=False), DETECTIONS + [inside])
+    assert coco["AP50"] == pytest.approx(COCO_AP50, abs=1e-3)
+    assert voc07["AP50"] == pytest.approx(VOC07_AP50, abs=1e-6)
+
+
 def test_coco_ap50_without_any_detection_is_zero_where_there_is_ground_truth(tmp_path):
     dataset = register("ap50_hand_example_with_bus", ["car", "bus"])
     results = evaluate(COCOAP50Evaluator(dataset, output_dir=str(tmp_path), distributed=False),

@@ -8,7 +8,7 @@ import torch
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.evaluation import DatasetEvaluator
 from detectron2.evaluation.pascal_voc_evaluation import voc_ap
-from detectron2.structures import Boxes, BoxMode, pairwise_iou
+from detectron2.structures import Boxes, BoxMode, pairwise_ioa, pairwise_iou
 from detectron2.utils import comm
 from tabulate import tabulate
 
@@ -19,8 +19,10 @@ class VOC07AP50Evaluator(DatasetEvaluator):
     """Per-class VOC07 11-point AP50 (and their mean) over any registered detection dataset.
 
     Ground truth comes from the dataset dicts; crowd / ignore regions (``iscrowd=1``) play the
-    part of VOC's "difficult" objects: a detection matched to one is neither a true nor a false
-    positive. IoU is the continuous one (no +1 pixel), as in COCO evaluation.
+    part of VOC's "difficult" objects: a detection that matches no object (IoU >= 0.5, each
+    object once) but lies mostly inside one (intersection >= half the detection's area, COCO's
+    rule for crowds: a car inside a ``cargroup``) is neither a true nor a false positive.
+    IoU is the continuous one (no +1 pixel), as in COCO evaluation.
     Results: ``{"bbox": {"AP50": mean, "AP50-<class>": ...}}`` in percent.
     """
 
@@ -77,16 +79,18 @@ def voc07_ap50(detections, ground_truth, category):
     for image_id, _, _, *box in sorted(detections, key=lambda d: -d[2]):
         objs = boxes.get(image_id, [])
         if objs:
-            ious = pairwise_iou(Boxes(torch.tensor([box])),
-                                Boxes(torch.tensor([g[1] for g in objs])))[0]
+            detection = Boxes(torch.tensor([box]))
+            targets = Boxes(torch.tensor([g[1] for g in objs]))
+            ignored = torch.tensor([g[2] for g in objs])
+            ious = pairwise_iou(detection, targets)[0].masked_fill(ignored, -1)
             best = int(ious.argmax())
-            if ious[best] >= 0.5:
-                if objs[best][2]:  # ignore region
-                    continue
-                if not matched[image_id][best]:
-                    matched[image_id][best] = True
-                    tp.append(1), fp.append(0)
-                    continue
+            if ious[best] >= 0.5 and not matched[image_id][best]:
+                matched[image_id][best] = True
+                tp.append(1), fp.append(0)
+                continue
+            # in an ignore region: most of the detection inside it, COCO's rule for crowds
+            if (pairwise_ioa(targets, detection)[:, 0][ignored] >= 0.5).any():
+                continue
         tp.append(0), fp.append(1)
     tp, fp = np.cumsum(tp, dtype=float), np.cumsum(fp, dtype=float)
     recall = tp / num_positives
