@@ -154,10 +154,15 @@ def check_dataset_names(cfg):
                 raise ConfigError(f"{key}: unknown dataset name {name!r}{hint}")
 
 
+# detectron2's norms (``get_norm``) that normalize with the statistics of the batch
+BATCH_STATISTICS_NORMS = ("BN", "SyncBN", "nnSyncBN", "naiveSyncBN", "naiveSyncBN_N")
+
+
 def check_adaptation_data(cfg):
     """Raise ConfigError where the model and DATASETS.TARGET_TRAIN do not go together for
     training: target images for a model that cannot take them (unlabeled, they would reach its
-    detection losses), or a domain-adaptive model with nothing to adapt to."""
+    detection losses, or, through batch norm, its source images' detection losses), or a
+    domain-adaptive model with nothing to adapt to."""
     adaptive = cfg.MODEL.META_ARCHITECTURE == "DomainAdaptiveRCNN"
     if cfg.DATASETS.TARGET_TRAIN and not adaptive:
         raise ConfigError(f"DATASETS.TARGET_TRAIN {tuple(cfg.DATASETS.TARGET_TRAIN)} needs "
@@ -167,6 +172,14 @@ def check_adaptation_data(cfg):
                                                        or cfg.MODEL.DA.INSTANCE.ENABLED):
         raise ConfigError("DATASETS.TARGET_TRAIN is empty: the domain classifiers "
                           "(MODEL.DA.IMAGE / INSTANCE.ENABLED) have no target images to adapt to")
+    if adaptive and cfg.DATASETS.TARGET_TRAIN:
+        norms = {"MODEL.RESNETS.NORM": cfg.MODEL.RESNETS.NORM, "MODEL.FPN.NORM": cfg.MODEL.FPN.NORM,
+                 "MODEL.ROI_BOX_HEAD.NORM": cfg.MODEL.ROI_BOX_HEAD.NORM}
+        for key, norm in norms.items():
+            if norm in BATCH_STATISTICS_NORMS:
+                raise ConfigError(f"{key} = {norm!r}: batch statistics would mix the source and "
+                                  f"target images of a step, so unlabeled target images would "
+                                  f"change the source detection losses; use 'FrozenBN' or 'GN'")
 
 
 DEPLOYMENT_ROI_HEADS = {"DomainAdaptiveStandardROIHeads": "StandardROIHeads",

@@ -235,6 +235,27 @@ def test_steps_before_start_iter_train_on_the_source_images_alone(inputs):
     assert {"loss_da_image", "loss_da_instance", "loss_da_consistency"} <= set(after)
 
 
+def test_the_dann_ramp_rises_over_the_adapting_steps_alone():
+    model = build_model(cfg_for(SYNTHETIC_DA, "MODEL.DA.START_ITER", "5",
+                                "MODEL.DA.GRL_SCHEDULE", "dann"))
+    progress = []
+    for iteration in (0, 5, 10):
+        model.set_training_progress(iteration, 15)
+        progress.append(model.training_progress)
+    assert progress == [0.0, 0.0, 0.5]
+
+
+def test_a_box_head_without_fc_layers_feeds_d_ins_its_flattened_conv_output(inputs):
+    source, target = inputs
+    model = build_model(cfg_for(SYNTHETIC_DA, "MODEL.ROI_BOX_HEAD.NUM_FC", "0",
+                                "MODEL.ROI_BOX_HEAD.NUM_CONV", "1",
+                                "MODEL.ROI_BOX_HEAD.CONV_DIM", "8")).train()
+    resolution = model.roi_heads.box_pooler.output_size
+    assert model.roi_heads.box_feature_dim == 8 * resolution[0] * resolution[1]
+    losses = train_losses(model, source + target)
+    assert torch.isfinite(losses["loss_da_instance"])
+
+
 def test_every_switch_off_is_plain_faster_rcnn(da_cfg, inputs):
     source, target = inputs
     off = build_model(cfg_for(SYNTHETIC_DA, *ALL_OFF)).train()

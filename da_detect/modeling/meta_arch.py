@@ -71,6 +71,7 @@ class DomainAdaptiveRCNN(GeneralizedRCNN):
         self.instance_regions = instance_regions
         self.start_iter = start_iter
         # set by the trainer before each step: the step, and the GRL schedule's progress in [0, 1]
+        # through the adapting steps (from start_iter on)
         self.iteration = 0
         self.training_progress = 0.0
         self._strides = {k: v.stride for k, v in _feature_shapes(self.backbone).items()}
@@ -136,7 +137,8 @@ class DomainAdaptiveRCNN(GeneralizedRCNN):
     def set_training_progress(self, iteration, max_iter):
         """Called before training step ``iteration`` of ``max_iter``."""
         self.iteration = int(iteration)
-        self.training_progress = iteration / max(1, max_iter)
+        adapted = iteration - self.start_iter
+        self.training_progress = max(0, adapted) / max(1, max_iter - self.start_iter)
 
     def forward(self, batched_inputs):
         if not self.training:

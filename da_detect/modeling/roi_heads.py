@@ -16,7 +16,8 @@ class _BoxOnlyMixin:
 
 @ROI_HEADS_REGISTRY.register()
 class DomainAdaptiveStandardROIHeads(_BoxOnlyMixin, StandardROIHeads):
-    """``StandardROIHeads`` (FPN): the box features are the box head's output, (R, FC_DIM)."""
+    """``StandardROIHeads`` (FPN): the box features are the box head's output, (R, FC_DIM), or
+    its conv output flattened, (R, C * h * w), for a head without FC layers."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -24,16 +25,19 @@ class DomainAdaptiveStandardROIHeads(_BoxOnlyMixin, StandardROIHeads):
 
     @property
     def box_feature_dim(self):
-        return self.box_head.output_shape.channels
+        shape = self.box_head.output_shape
+        return shape.channels * (shape.height or 1) * (shape.width or 1)
 
     def box_features(self, features, boxes):
         """(R, D) box-head features of ``boxes`` (a list of Boxes per image)."""
-        return self.box_head(self.box_pooler([features[f] for f in self.box_in_features], boxes))
+        x = self.box_head(self.box_pooler([features[f] for f in self.box_in_features], boxes))
+        return x.flatten(1)
 
 
 @ROI_HEADS_REGISTRY.register()
 class DomainAdaptiveRes5ROIHeads(_BoxOnlyMixin, Res5ROIHeads):
-    """``Res5ROIHeads`` (C4): the box features are res5's output averaged over space, (R, 2048)."""
+    """``Res5ROIHeads`` (C4): the box features are res5's output averaged over space,
+    (R, res5 channels): 2048 for R50 and deeper, 512 for R18 / R34."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
