@@ -269,6 +269,38 @@ def test_voc_unknown_class_and_broken_xml_are_counted_skips(tmp_path):
     assert "not a VOC annotation: ParseError" in messages[str(broken)]
 
 
+def test_a_voc_folder_read_for_some_of_its_classes(tmp_path):
+    def annotation(image_id, body):
+        (tmp_path / "Annotations").mkdir(exist_ok=True)
+        (tmp_path / "Annotations" / f"{image_id}.xml").write_text(
+            f"<annotation>{body}</annotation>")
+
+    size = "<size><width>100</width><height>50</height></size>"
+    # 0-based boxes (xmin 0, xmax the width), another class, upper case, an empty <difficult/>
+    annotation("a", size + "<object><name>Car</name><difficult/><bndbox><xmin>0</xmin>"
+                      "<ymin>0</ymin><xmax>100</xmax><ymax>20</ymax></bndbox></object>"
+                      "<object><name>dog</name><bndbox><xmin>5</xmin><ymin>5</ymin>"
+                      "<xmax>9</xmax><ymax>9</ymax></bndbox></object>")
+    write_image(tmp_path / "JPEGImages" / "a.jpg", 100, 50, "JPEG")
+    annotation("b", "<object><name>car</name><bndbox><xmin>1</xmin><ymin>1</ymin>"
+                    "<xmax>4</xmax><ymax>4</ymax></bndbox></object>")  # no <size>, a PNG
+    write_image(tmp_path / "JPEGImages" / "b.png", 30, 20)
+    annotation("c", "<size><height>50</height></size>")
+    write_image(tmp_path / "JPEGImages" / "c.jpg", 100, 50, "JPEG")
+    dicts, problems = voc.load_voc(tmp_path, None, ("car", "bus"))
+    assert [(d["image_id"], d["width"], d["height"], [a["bbox"] for a in d["annotations"]])
+            for d in dicts] == [("a", 100, 50, [[0.0, 0.0, 100.0, 20.0]]),
+                                ("b", 30, 20, [[0.0, 0.0, 4.0, 4.0]])]
+    assert dicts[1]["file_name"] == str(tmp_path / "JPEGImages" / "b.png")
+    assert problems == [
+        (str(tmp_path / "Annotations" / "c.xml"), "not a VOC annotation: <size> has no <width>"),
+        (str(tmp_path / "Annotations"), "no object of the listed class 'bus' in any annotation "
+                                        "read")]
+    # SIM10K's classes are all known: a name outside them is a problem that drops the image
+    _, problems = voc.load_voc(tmp_path, None, ("car",), voc.SIM10K_CLASSES)
+    assert "unknown class 'dog'" in dict(problems)[str(tmp_path / "Annotations" / "a.xml")]
+
+
 def test_user_domains_from_config_keys(tmp_path):
     sim10k_tree(tmp_path / "voc", "a", [("car", (1, 1, 10, 10), False)])
     (tmp_path / "voc" / "ImageSets" / "Main").mkdir(parents=True)
@@ -351,23 +383,23 @@ def coco_json(path, categories, annotations=()):
 def test_check_dataset_tool_reads_coco_domains_and_names_the_file_that_fails(tmp_path):
     (tmp_path / "images").mkdir()
     car = [{"category_id": 1, "bbox": [1, 2, 10, 10]}]
-    coco_json(tmp_path / "kitti.json", ["car"], car)  # named as a built-in split: replaces it
+    coco_json(tmp_path / "kitti.json", ["car"], car)
     (tmp_path / "broken.json").write_text("{not json")
     coco_json(tmp_path / "no_categories.json", [])
     coco_json(tmp_path / "unknown_category.json", ["car"], [dict(car[0], category_id=7)])
     domains = [[name, str(tmp_path / f"{json_file}.json"), str(tmp_path / "images")]
-               for name, json_file in (("kitti_car_train", "kitti"), ("broken", "broken"),
+               for name, json_file in (("kitti_as_coco", "kitti"), ("broken", "broken"),
                                        ("empty", "no_categories"), ("typo", "unknown_category"))]
     config = tmp_path / "domains.yaml"
     config.write_text(f'_BASE_: "{SYNTHETIC_FPN}"\n'
                       f"DATASETS:\n  COCO_DOMAINS: {json.dumps(domains)}\n")
     result = subprocess.run([sys.executable, str(REPO / "tools" / "check_dataset.py"),
-                             "--config-file", str(config), "kitti_car_train", "broken", "empty",
+                             "--config-file", str(config), "kitti_as_coco", "broken", "empty",
                              "typo"], capture_output=True, text=True,
                             env={"DA_DETECT_DATASETS": str(tmp_path / "nowhere"),
                                  "DA_DETECT_CACHE": str(tmp_path / "cache"), "PATH": ""})
     assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert "kitti_car_train: 1 images, 1 boxes" in result.stdout
+    assert "kitti_as_coco: 1 images, 1 boxes" in result.stdout
     for name, json_file, error in (("broken", "broken", "JSONDecodeError"),
                                    ("empty", "no_categories", "ValueError"),
                                    ("typo", "unknown_category", "KeyError")):

@@ -2,7 +2,8 @@
 
 * ``DATASETS.COCO_DOMAINS``: ``(name, json_file, image_root)``, a COCO-JSON file and its images.
 * ``DATASETS.VOC_DOMAINS``: ``(name, voc_root, image_set, "class1,class2,...")``, a VOC folder
-  (``image_set`` "" reads every annotation).
+  read for the listed classes, objects of others dropped (``image_set`` "" reads every
+  annotation).
 * ``DATASETS.IMAGE_FOLDER_DOMAINS``: ``(name, folder)``, unlabeled images (``*.jpg``, ``*.png``)
   as a target domain.
 """
@@ -13,10 +14,8 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_coco_json
 
 from . import voc
-from .problems import DatasetError, Problems, image_size, require_dir
+from .problems import IMAGE_SUFFIXES, DatasetError, Problems, image_size, require_dir
 from .registry import forget_dataset, register_detection_dataset
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")  # in any case: cameras write .JPG
 
 _CONFIG_DOMAINS = set()  # names registered from a config's *_DOMAINS keys, free to re-register
 

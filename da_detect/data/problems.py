@@ -9,7 +9,8 @@
 * :class:`Problems` (collected): a file that cannot be used drops its whole image, never part
   of it, so no image is trained on with a box missing or wrong: an unreadable image, an
   annotation without its image, an unparsable file, a malformed line (``file:line``), an unknown
-  class name. Each is counted, logged, and listed in full by ``tools/check_dataset.py``.
+  class name; also a class listed for a VOC folder that no object has. Each is counted, logged,
+  and listed in full by ``tools/check_dataset.py``.
 """
 import logging
 import math
@@ -21,6 +22,8 @@ from detectron2.data.detection_utils import SizeMismatchError, check_image_size,
 from PIL import Image
 
 logger = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")  # in any case: cameras write .JPG
 
 
 class DatasetError(ValueError):

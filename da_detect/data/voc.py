@@ -2,7 +2,10 @@
 such as SIM10K, read as detection datasets for a chosen list of classes.
 
 VOC boxes are 1-based inclusive pixel indices; they become 0-based XYXY_ABS boxes as in
-detectron2's own VOC loader. ``difficult`` objects become ignore regions (``iscrowd=1``).
+detectron2's own VOC loader, clipped to the image where they overrun it by at most a pixel (as
+0-based boxes written by some tools do: xmin 0, xmax the width). ``difficult`` objects become
+ignore regions (``iscrowd=1``). Class names match in any case; images are ``.jpg``, ``.jpeg`` or
+``.png`` files named by the image id; a missing ``<size>`` is read from the image.
 """
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -10,7 +13,8 @@ from pathlib import Path
 from detectron2.structures import BoxMode
 from tqdm import tqdm
 
-from .problems import DatasetError, Problems, box_problem, image_size_problem, require_dir
+from .problems import (IMAGE_SUFFIXES, DatasetError, Problems, box_problem, image_size,
+                       image_size_problem, require_dir)
 
 SIM10K_CLASSES = ("car", "motorbike", "person")
 
@@ -18,23 +22,41 @@ SIM10K_CLASSES = ("car", "motorbike", "person")
 def image_ids(root, image_set):
     """Ids listed in ImageSets/Main/<image_set>.txt; every annotation if ``image_set`` is None."""
     if image_set is None:
-        return sorted(p.stem for p in require_dir(Path(root) / "Annotations",
-                                                  "VOC annotations").glob("*.xml"))
+        annotations = require_dir(Path(root) / "Annotations", "VOC annotations")
+        ids = sorted(p.stem for p in annotations.glob("*.xml"))
+        if not ids:
+            raise DatasetError(f"VOC annotations: no .xml files in {annotations}")
+        return ids
     listing = image_set_file(root, image_set)
     if not listing.is_file():
         raise DatasetError(f"VOC image set: expected the file {listing}, which does not exist")
-    return [line.split()[0] for line in listing.read_text().splitlines() if line.strip()]
+    ids = [line.split()[0] for line in listing.read_text().splitlines() if line.strip()]
+    if not ids:
+        raise DatasetError(f"VOC image set: {listing} lists no images")
+    return ids
 
 
 def image_set_file(root, image_set):
     return Path(root) / "ImageSets" / "Main" / f"{image_set}.txt"
 
 
+def image_files(root):
+    """Image id -> its file in ``root``/JPEGImages (a ``.jpg`` before a ``.png`` of that id)."""
+    folder = Path(root) / "JPEGImages"
+    if not folder.is_dir():
+        return {}
+    images = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES]
+    files = {}
+    for path in sorted(images, key=lambda p: (IMAGE_SUFFIXES.index(p.suffix.lower()), p.name)):
+        files.setdefault(path.stem, path)
+    return files
+
+
 def source_files(root, image_set):
     """The files :func:`load_voc` reads for ``image_set`` (None: every annotation), for the cache
     key: the annotations, the images and the image set's listing."""
     root = Path(root)
-    files = [*root.glob("Annotations/*.xml"), *root.glob("JPEGImages/*.jpg")]
+    files = [*root.glob("Annotations/*.xml"), *image_files(root).values()]
     if image_set is not None and image_set_file(root, image_set).is_file():
         files.append(image_set_file(root, image_set))
     return sorted(str(p) for p in files)
@@ -43,63 +65,127 @@ def source_files(root, image_set):
 def load_voc(root, image_set, classes, known_classes=None):
     """Returns (detectron2 dataset dicts, Problems).
 
-    Objects of ``classes`` are kept; objects of ``known_classes`` (the dataset's full class list)
-    outside ``classes`` are dropped; any other name is a problem that drops the image.
+    Objects of ``classes`` are kept. With ``known_classes`` (the dataset's full class list, as
+    for SIM10K), objects of the others among them are dropped and any other name is a problem
+    that drops the image. Without it (a VOC folder read for some of its classes), objects of
+    every other class are dropped, and a listed class that no object has is a problem (a name
+    misspelt in the list).
     """
     root = require_dir(root, "VOC dataset root")
     require_dir(root / "JPEGImages", "VOC images")
-    known = set(known_classes or classes)
+    wanted = {name.lower(): k for k, name in enumerate(classes)}
+    known = None if known_classes is None else {name.lower() for name in known_classes}
     problems = Problems()
     dicts = []
-    ids = image_ids(root, image_set)
-    if not ids:
-        raise DatasetError(f"no images listed for the VOC image set {image_set!r} under {root}")
-    for image_id in tqdm(ids, desc="VOC annotations", unit="file", mininterval=2):
+    images = image_files(root)
+    for image_id in tqdm(image_ids(root, image_set), desc="VOC annotations", unit="file",
+                         mininterval=2):
         xml_file = root / "Annotations" / f"{image_id}.xml"
-        image = root / "JPEGImages" / f"{image_id}.jpg"
+        image = images.get(image_id)
         if not xml_file.is_file():
             problems.add(xml_file, "listed in the image set, but the annotation does not exist")
             continue
-        if not image.is_file():
-            problems.add(xml_file, f"annotation without its image {image}")
+        if image is None:
+            problems.add(xml_file, f"annotation without its image {root / 'JPEGImages'}/"
+                                   f"{image_id}.jpg (or .jpeg / .png)")
             continue
-        record = _parse(xml_file, classes, known, problems)
+        record = _parse(xml_file, image, wanted, known, problems)
         if record is not None:
             record.update(file_name=str(image), image_id=image_id)
             dicts.append(record)
+    if known is None:
+        found = {a["category_id"] for d in dicts for a in d["annotations"]}
+        for name, k in wanted.items():
+            if k not in found:
+                problems.add(root / "Annotations", f"no object of the listed class "
+                                                   f"{classes[k]!r} in any annotation read")
     return dicts, problems
 
 
-def _parse(xml_file, classes, known, problems):
+class _Malformed(ValueError):
+    """An annotation element missing or not of its type; the message names it."""
+
+
+def _text(element, tag):
+    child = element.find(tag)
+    if child is None or not (child.text or "").strip():
+        raise _Malformed(f"<{element.tag}> has no <{tag}>")
+    return child.text.strip()
+
+
+def _number(element, tag):
+    text = _text(element, tag)
+    try:
+        return float(text)
+    except ValueError:
+        raise _Malformed(f"<{tag}> {text!r} is not a number") from None
+
+
+def _size(tree):
+    """(width, height) of ``<size>``; None where it is missing or 0 (some tools write that)."""
+    size = tree.find("size")
+    if size is None:
+        return None
+    width, height = _number(size, "width"), _number(size, "height")
+    if width == 0 and height == 0:
+        return None
+    if not (width.is_integer() and height.is_integer()):
+        raise _Malformed(f"<size> {width} x {height} is not whole pixels")
+    return int(width), int(height)
+
+
+def _object(obj):
+    """(name in lower case, [xmin, ymin, xmax, ymax] as written, difficult) of an ``<object>``."""
+    name = _text(obj, "name").lower()
+    box = obj.find("bndbox")
+    if box is None:
+        raise _Malformed(f"<object> {name!r} has no <bndbox>")
+    coords = [_number(box, k) for k in ("xmin", "ymin", "xmax", "ymax")]
+    difficult = obj.find("difficult")
+    flag = (difficult.text or "").strip() if difficult is not None else ""
+    if flag not in ("", "0", "1"):
+        raise _Malformed(f"<difficult> {flag!r} of {name!r} is not 0 or 1")
+    return name, coords, flag == "1"
+
+
+def _parse(xml_file, image, wanted, known, problems):
     try:
         tree = ET.parse(xml_file)
-        size = tree.find("size")
-        height, width = int(size.find("height").text), int(size.find("width").text)
-        objects = []
-        for obj in tree.findall("object"):
-            box = obj.find("bndbox")
-            coords = [float(box.find(k).text) for k in ("xmin", "ymin", "xmax", "ymax")]
-            difficult = obj.find("difficult")
-            objects.append((obj.find("name").text.strip(), coords,
-                            difficult is not None and int(difficult.text) == 1))
-    except (ET.ParseError, AttributeError, TypeError, ValueError) as e:
-        problems.add(xml_file, f"not a VOC annotation: {type(e).__name__}: {e}")
+        size = _size(tree)
+        objects = [_object(obj) for obj in tree.findall("object")]
+    except ET.ParseError as e:
+        problems.add(xml_file, f"not a VOC annotation: ParseError: {e}")
         return None
+    except _Malformed as e:
+        problems.add(xml_file, f"not a VOC annotation: {e}")
+        return None
+    if size is None:
+        size = image_size(image, problems)
+        if size is None:
+            return None
+    width, height = size
     problem = image_size_problem(width, height)
     if problem:
         problems.add(xml_file, problem)
         return None
     annotations = []
     for name, (x0, y0, x1, y1), difficult in objects:
-        if name not in known:
+        if known is not None and name not in known:
             problems.add(xml_file, f"unknown class {name!r} (known: {sorted(known)})")
             return None
-        box = [x0 - 1.0, y0 - 1.0, x1, y1]  # 1-based inclusive -> 0-based XYXY
+        box = _clip_overrun([x0 - 1.0, y0 - 1.0, x1, y1], width, height)  # 1-based -> 0-based
         problem = box_problem(box, width, height)
         if problem:
             problems.add(xml_file, f"{problem} for {name!r} (0-based)")
             return None
-        if name in classes:
+        if name in wanted:
             annotations.append({"bbox": box, "bbox_mode": BoxMode.XYXY_ABS,
-                                "category_id": classes.index(name), "iscrowd": int(difficult)})
+                                "category_id": wanted[name], "iscrowd": int(difficult)})
     return {"height": height, "width": width, "annotations": annotations}
+
+
+def _clip_overrun(box, width, height):
+    """``box`` with each coordinate at most a pixel outside the image moved onto its edge."""
+    limits = (width, height, width, height)
+    return [min(max(v, 0.0), limit) if -1.0 <= v <= limit + 1.0 else v
+            for v, limit in zip(box, limits)]
