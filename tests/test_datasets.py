@@ -129,6 +129,12 @@ def test_cityscapes_bad_files_are_counted_skips(tmp_path):
     assert "not a Cityscapes polygon file: JSONDecodeError" in messages[str(broken)]
     assert "unknown Cityscapes labels ['spaceship']" in " ".join(messages.values())
     assert "annotation without its image" in messages[str(orphan)]
+    lone = cityscapes_tree(tmp_path, CITYSCAPES_OBJECTS, base="aachen_000004_000019")
+    lone.unlink()
+    _, problems = cityscapes.load_cityscapes_detection(
+        tmp_path / "leftImg8bit" / "train", tmp_path / "gtFine" / "train")
+    image = tmp_path / "leftImg8bit" / "train" / "aachen" / "aachen_000004_000019_leftImg8bit.png"
+    assert (str(image), f"image without its annotation {lone}") in problems
 
 
 def test_missing_root_names_the_expected_folder(tmp_path):
@@ -170,6 +176,10 @@ def test_kitti_malformed_line_names_file_and_line(tmp_path):
     assert [d["image_id"] for d in dicts] == ["000000"]
     assert (f"{bad}:3", "expected 15 columns, found 6") in problems
     assert (f"{typo}:1", "unknown KITTI type 'Kar'") in problems
+    typo.unlink()
+    _, problems = kitti.load_kitti_car(tmp_path)
+    image = tmp_path / "training" / "image_2" / "000002.png"
+    assert (str(image), f"image without its label file {typo}") in problems
 
 
 

@@ -33,7 +33,8 @@ def image_suffix(foggy_beta=None):
 
 
 def list_files(image_dir, gt_dir, suffix, problems):
-    """(image, polygons json) pairs of every city; a json without its image is a problem."""
+    """(image, polygons json) pairs of every city; a json without its image, or an image without
+    its json, is a problem."""
     image_dir = require_dir(image_dir, "Cityscapes images")
     gt_dir = require_dir(gt_dir, "Cityscapes annotations")
     pairs = []
@@ -43,6 +44,11 @@ def list_files(image_dir, gt_dir, suffix, problems):
             pairs.append((image, gt))
         else:
             problems.add(gt, f"annotation without its image {image}")
+    annotated = {image for image, _ in pairs}
+    for image in sorted(image_dir.glob(f"*/*{suffix}")):
+        if image not in annotated:
+            gt = gt_dir / image.parent.name / (image.name[: -len(suffix)] + POLYGONS_SUFFIX)
+            problems.add(image, f"image without its annotation {gt}")
     if not pairs:
         raise DatasetError(f"no Cityscapes images with annotations under {image_dir} and {gt_dir}")
     return pairs

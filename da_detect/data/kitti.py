@@ -48,6 +48,10 @@ def load_kitti_car(root):
             continue
         dicts.append({"file_name": str(image), "image_id": label_file.stem, "height": height,
                       "width": width, "annotations": [a for _, a in lines]})
+    labelled = {label_file.stem for label_file in labels}
+    for image in sorted(image_dir.glob("*.png")):
+        if image.stem not in labelled:  # a label archive unpacked in part
+            problems.add(image, f"image without its label file {label_dir / image.stem}.txt")
     return dicts, problems
 
 
