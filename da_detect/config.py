@@ -136,6 +136,12 @@ def check_da_config(cfg):
     require(cfg.SOLVER.TARGET_IMS_PER_BATCH == -1 or cfg.SOLVER.TARGET_IMS_PER_BATCH > 0,
             "SOLVER.TARGET_IMS_PER_BATCH", cfg.SOLVER.TARGET_IMS_PER_BATCH,
             "must be > 0 (or -1 for SOLVER.IMS_PER_BATCH) when adapting")
+    reference = cfg.SOLVER.REFERENCE_WORLD_SIZE
+    if reference > 0:  # the batches are scaled to the number of processes (auto_scale_workers)
+        for key in ("IMS_PER_BATCH", "TARGET_IMS_PER_BATCH"):
+            size = cfg.SOLVER[key]
+            require(size == -1 or size % reference == 0, f"SOLVER.{key}", size,
+                    f"must be a multiple of SOLVER.REFERENCE_WORLD_SIZE = {reference}")
     for role in ("SOURCE", "TARGET"):
         build_albumentations(cfg, role)  # raises ValueError naming the key
     if da.CONSISTENCY.ENABLED:

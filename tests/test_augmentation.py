@@ -35,6 +35,15 @@ def test_target_augmentation_changes_pixels_not_boxes():
             assert "instances" not in after
 
 
+def test_target_augmentation_without_target_images_is_named_in_a_warning(caplog):
+    cfg = load_config(str(SYNTHETIC_DA), ["INPUT.ALBUMENTATIONS.TARGET", f"['{BRIGHTER}']",
+                                          "MODEL.META_ARCHITECTURE", "GeneralizedRCNN",
+                                          "MODEL.ROI_HEADS.NAME", "StandardROIHeads",
+                                          "DATASETS.TARGET_TRAIN", "()"])
+    build_train_loader(cfg)
+    assert "INPUT.ALBUMENTATIONS.TARGET is set, but DATASETS.TARGET_TRAIN is empty" in caplog.text
+
+
 def test_source_augmentation_keeps_boxes_on_their_objects():
     fog = "RandomFog(fog_coef_range=(0.3, 0.5), p=1)"
     plain = first_step([])

@@ -9,8 +9,9 @@ from detectron2.modeling import build_model
 from detectron2.utils.events import EventStorage
 from torchvision.models import vgg16
 
-from conftest import REPO
+from conftest import REPO, SYNTHETIC_DA
 from da_detect.config import ConfigError, load_config
+from da_detect.engine.trainer import DATrainer
 from da_detect.modeling.vgg import torchvision_vgg16_to_detectron2
 
 CONFIGS = sorted(p for p in (REPO / "configs").rglob("*.yaml"))
@@ -30,6 +31,21 @@ def test_a_missing_base_file_is_named_with_the_file_that_names_it(tmp_path):
     with pytest.raises(ConfigError) as error:
         load_config(str(config))
     assert str(error.value).startswith(f"{config}: _BASE_ file not found: {tmp_path}/Base-typo")
+
+
+def test_scaling_to_more_processes_scales_the_target_batch_and_the_adaptation_steps():
+    opts = ["SOLVER.REFERENCE_WORLD_SIZE", "2", "SOLVER.IMS_PER_BATCH", "4",
+            "SOLVER.TARGET_IMS_PER_BATCH", "2", "SOLVER.MAX_ITER", "1000", "MODEL.DA.START_ITER",
+            "200", "SOLVER.WEIGHT_AVERAGING.START_ITER", "500", "SOLVER.WEIGHT_AVERAGING.PERIOD",
+            "100"]
+    scaled = DATrainer.auto_scale_workers(load_config(str(SYNTHETIC_DA), opts), 4)
+    averaging = scaled.SOLVER.WEIGHT_AVERAGING
+    assert (scaled.SOLVER.IMS_PER_BATCH, scaled.SOLVER.TARGET_IMS_PER_BATCH, scaled.SOLVER.MAX_ITER,
+            scaled.MODEL.DA.START_ITER, averaging.START_ITER, averaging.PERIOD) == (
+        8, 4, 500, 100, 250, 50)
+    with pytest.raises(ConfigError, match="SOLVER.TARGET_IMS_PER_BATCH = 3: must be a multiple "
+                                          "of SOLVER.REFERENCE_WORLD_SIZE = 2"):
+        load_config(str(SYNTHETIC_DA), opts + ["SOLVER.TARGET_IMS_PER_BATCH", "3"])
 
 
 def test_adaptation_settings_have_source_only_twins():

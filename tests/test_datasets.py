@@ -451,3 +451,6 @@ def test_parsed_dicts_are_cached_until_a_file_or_the_loader_code_changes(tmp_pat
     assert loaded() == [{"label": "bb"}] and builds == ["a", "bb"]
     monkeypatch.setattr(cache, "loader_code_digest", lambda: "another version of the loaders")
     assert loaded() == [{"label": "bb"}] and builds == ["a", "bb", "bb"]
+    # one entry per name: the stale ones are gone, another name's (one that starts alike) kept
+    cache.cached("split-b", {}, [], lambda: ([], []))
+    assert sorted(len(p.stem) for p in (tmp_path / "cache").glob("split-*.pkl")) == [22, 24]

@@ -1,8 +1,14 @@
 """The training data stream: which images each step gets, from the first step or a later one."""
 from itertools import islice
+from unittest import mock
+
+from detectron2.utils import comm
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import SYNTHETIC_DA
 from da_detect.config import load_config
+from da_detect.data.resumable_sampler import ResumableBatchSampler
 from da_detect.data.train_loader import build_train_loader
 from da_detect.modeling.meta_arch import SOURCE, TARGET
 
@@ -29,3 +35,27 @@ def test_resuming_around_start_iter_replays_the_uninterrupted_steps():
     uninterrupted = steps(opts, count=7)
     assert steps(opts, start=1) == uninterrupted[1:]
     assert steps(opts, start=5, count=2) == uninterrupted[5:]
+
+
+@settings(max_examples=100, deadline=None, derandomize=True)
+@given(landscape=st.integers(0, 40), portrait=st.integers(0, 40), world=st.integers(1, 3),
+       per_process=st.integers(1, 4))
+def test_no_step_holds_an_image_twice_in_one_process_or_across_them(landscape, portrait, world,
+                                                                     per_process):
+    dicts = [{"width": 4, "height": 3}] * landscape + [{"width": 3, "height": 4}] * portrait
+    if not dicts:
+        return
+    shares = []  # each process's first 300 steps
+    for rank in range(world):
+        with mock.patch.object(comm, "get_rank", return_value=rank), \
+                mock.patch.object(comm, "get_world_size", return_value=world):
+            shares.append(list(islice(ResumableBatchSampler(dicts, per_process, seed=3), 300)))
+    total = world * per_process
+    for step in zip(*shares):
+        images = [index for share in step for index, _ in share]
+        orientations = {index >= landscape for index in images}
+        assert len(images) == total and len(orientations) == 1
+        group_size = portrait if images[0] >= landscape else landscape
+        if group_size >= total:
+            assert len(set(images)) == total
+        assert len({sample_seed for share in step for _, sample_seed in share}) == total

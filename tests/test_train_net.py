@@ -111,6 +111,8 @@ def test_a_resumed_run_writes_each_logged_value_once(tmp_path):
      "needs MODEL.META_ARCHITECTURE 'DomainAdaptiveRCNN', not 'GeneralizedRCNN'"),
     (["--config-file", SYNTHETIC_DA, "DATASETS.TARGET_TRAIN", "()"],
      "DATASETS.TARGET_TRAIN is empty: the domain classifiers"),
+    (["--config-file", SYNTHETIC_FPN, "MODEL.ROI_HEADS.NUM_CLASSES", "2"],
+     "MODEL.ROI_HEADS.NUM_CLASSES = 2, but 'synthetic_clean_train' has 3 classes"),
     (["--config-file", SYNTHETIC_DA, "MODEL.RESNETS.NORM", "BN"],
      "MODEL.RESNETS.NORM = 'BN': batch statistics would mix the source and target images"),
     (["--config-file", SYNTHETIC_FPN, "SOLVER.BASE_LR", "SOLVER.MAX_ITER", "3"],

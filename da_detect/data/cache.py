@@ -1,6 +1,7 @@
 """A disk cache of parsed dataset dicts, invalidated when any source file changes, or the code
 that parses them."""
 import functools
+import glob
 import hashlib
 import json
 import logging
@@ -26,16 +27,19 @@ def loader_code_digest():
 
 def cached(name, params, source_files, build):
     """``build()``'s result, from the cache when ``params``, every file's size and mtime, and
-    the loaders' code are as when it was stored. ``build`` returns (dataset dicts, problems)."""
+    the loaders' code are as when it was stored. ``build`` returns (dataset dicts, problems).
+    Storing it removes the entries stored for ``name`` before (stale, or of other params)."""
     digest = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode())
     digest.update(loader_code_digest().encode())
     for path in source_files:
         stat = os.stat(path)
         digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     path = cache_dir() / f"{name}-{digest.hexdigest()[:16]}.pkl"
-    if path.exists():
+    try:
         with open(path, "rb") as f:
             return pickle.load(f)
+    except FileNotFoundError:  # not stored, or removed by a process storing other params
+        pass
     result = build()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
@@ -43,4 +47,7 @@ def cached(name, params, source_files, build):
         pickle.dump(result, f)
     tmp.replace(path)
     logger.info(f"cached {name} dataset dicts in {path}")
+    for stale in path.parent.glob(f"{glob.escape(name)}-*.pkl"):
+        if stale != path and len(stale.stem) == len(path.stem):  # not another name's
+            stale.unlink(missing_ok=True)
     return result

@@ -171,9 +171,15 @@ def thing_classes(name):
 
 def check_same_classes(cfg, names):
     """Every labeled split of ``names`` must name the classes of DATASETS.TRAIN[0], the ones the
-    model learns, in the same order; a :class:`DatasetError` naming both lists otherwise."""
+    model learns, in the same order, and the model must have as many
+    (MODEL.ROI_HEADS.NUM_CLASSES); a :class:`DatasetError` naming both otherwise."""
     reference_name = cfg.DATASETS.TRAIN[0]
     reference = thing_classes(reference_name)
+    num_classes = cfg.MODEL.ROI_HEADS.NUM_CLASSES
+    if reference is not None and len(reference) != num_classes:
+        raise DatasetError(f"MODEL.ROI_HEADS.NUM_CLASSES = {num_classes}, but {reference_name!r} "
+                           f"has {len(reference)} classes {list(reference)}: set it to "
+                           f"{len(reference)}")
     for name in names:
         classes = thing_classes(name)
         if classes is not None and reference is not None and list(classes) != list(reference):

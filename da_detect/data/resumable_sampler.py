@@ -1,11 +1,14 @@
 """A training batch sampler whose stream is a function of its seed alone, so training resumed at
 step k sees exactly the batches an uninterrupted run sees from step k on."""
-from collections import defaultdict
+import logging
+from collections import Counter, defaultdict
 
 import torch
 from torch.utils.data import Sampler
 
 from detectron2.utils import comm
+
+logger = logging.getLogger(__name__)
 
 
 class ResumableBatchSampler(Sampler):
@@ -15,10 +18,12 @@ class ResumableBatchSampler(Sampler):
     The global stream is detectron2's: random permutations of the dataset, one after another, drawn
     from a generator seeded with ``seed``. With aspect-ratio grouping, landscape and portrait images
     fill separate buckets and a full bucket becomes the step's global batch (``batch_size`` images
-    per process times the number of processes); process r takes the r-th slice of it, so processes
-    never share an image. The sample seed (``seed``, position in the stream) fixes that image's
-    random augmentation whichever data-loader worker maps it. Starting at step k replays the index
-    stream only: no image is read.
+    per process times the number of processes); process r takes the r-th slice of it. An image
+    drawn while it is already in its bucket (a bucket carried over from one permutation into the
+    next) waits for the next bucket, so no step holds an image twice, in one process or across
+    them, unless its group has fewer images than a step's batch. The sample seed (``seed``,
+    position in the stream) fixes that image's random augmentation whichever data-loader worker
+    maps it. Starting at step k replays the index stream only: no image is read.
     """
 
     def __init__(self, dataset_dicts, batch_size, seed, aspect_ratio_grouping=True, start=0):
@@ -35,6 +40,11 @@ class ResumableBatchSampler(Sampler):
         self.batch_size = batch_size
         self.seed = seed
         self.start = start
+        total = batch_size * comm.get_world_size()
+        for group, count in Counter(self.groups).items():
+            if count < total:
+                logger.warning(f"{count} {('portrait', 'landscape')[group]} images, fewer than "
+                               f"the {total} of a step: each of its steps repeats some of them")
 
     def __iter__(self):
         rank, size = comm.get_rank(), self.batch_size
@@ -46,13 +56,22 @@ class ResumableBatchSampler(Sampler):
         total = self.batch_size * comm.get_world_size()
         generator = torch.Generator()
         generator.manual_seed(self.seed)
+        sizes = Counter(self.groups)
         buckets = defaultdict(list)
+        waiting = defaultdict(list)  # drawn while in their bucket: first into the next one
         position = 0
         while True:
             for index in torch.randperm(len(self.groups), generator=generator).tolist():
-                bucket = buckets[self.groups[index]]
+                group = self.groups[index]
+                bucket = buckets[group]
+                if sizes[group] >= total and any(i == index for i, _ in bucket):
+                    waiting[group].append(index)
+                    continue
                 bucket.append((index, (self.seed, position)))
                 position += 1
                 if len(bucket) == total:
                     yield bucket[:]
-                    bucket.clear()
+                    bucket[:] = [(i, (self.seed, position + k))
+                                 for k, i in enumerate(waiting[group])]
+                    position += len(waiting[group])
+                    waiting[group].clear()

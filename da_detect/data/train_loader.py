@@ -147,6 +147,9 @@ def build_train_loader(cfg):
     check_same_classes(cfg, [*cfg.DATASETS.TRAIN[1:], *cfg.DATASETS.TARGET_TRAIN,
                              *cfg.DATASETS.TEST])
     datasets = [(source_dicts(cfg), cfg.SOLVER.IMS_PER_BATCH, train_mapper(cfg, "SOURCE"))]
+    if cfg.INPUT.ALBUMENTATIONS.TARGET and not cfg.DATASETS.TARGET_TRAIN:
+        logger.warning("INPUT.ALBUMENTATIONS.TARGET is set, but DATASETS.TARGET_TRAIN is empty: "
+                       "no target image to apply it to")
     if cfg.DATASETS.TARGET_TRAIN:
         target = unlabeled(load_training_dicts(cfg.DATASETS.TARGET_TRAIN, "DATASETS.TARGET_TRAIN"))
         datasets.append((target, target_batch_size(cfg), train_mapper(cfg, "TARGET")))

@@ -54,7 +54,7 @@ class DATrainer(DefaultTrainer):
     def __init__(self, cfg):
         check_adaptation_data(cfg)
         TrainerBase.__init__(self)
-        cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
+        cfg = self.auto_scale_workers(cfg, comm.get_world_size())
         model = self.build_model(cfg)
         optimizer = self.build_optimizer(cfg, model)
         data_loader = self.build_train_loader(cfg)
@@ -97,6 +97,28 @@ class DATrainer(DefaultTrainer):
     def load_state_dict(self, state):
         super().load_state_dict(state)
         self._trainer.load_state_dict(state["_trainer"])
+
+    @staticmethod
+    def auto_scale_workers(cfg, num_workers):
+        """detectron2's scaling to ``num_workers`` processes from SOLVER.REFERENCE_WORLD_SIZE
+        (batch and learning rate up, steps down), with da-detect's keys along: the target batch
+        like the source batch, MODEL.DA.START_ITER and SOLVER.WEIGHT_AVERAGING's steps like
+        the other steps."""
+        scaled = DefaultTrainer.auto_scale_workers(cfg, num_workers)
+        if scaled is cfg:
+            return cfg
+        scale = num_workers / cfg.SOLVER.REFERENCE_WORLD_SIZE
+        frozen = scaled.is_frozen()
+        scaled.defrost()
+        if cfg.SOLVER.TARGET_IMS_PER_BATCH != -1:
+            scaled.SOLVER.TARGET_IMS_PER_BATCH = int(round(cfg.SOLVER.TARGET_IMS_PER_BATCH * scale))
+        scaled.MODEL.DA.START_ITER = int(round(cfg.MODEL.DA.START_ITER / scale))
+        averaging = scaled.SOLVER.WEIGHT_AVERAGING
+        averaging.START_ITER = int(round(averaging.START_ITER / scale))
+        averaging.PERIOD = max(1, int(round(averaging.PERIOD / scale)))
+        if frozen:
+            scaled.freeze()
+        return scaled
 
     @classmethod
     def build_train_loader(cls, cfg):
