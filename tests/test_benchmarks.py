@@ -92,10 +92,10 @@ def test_quick_presets_what_no_flag_sets():
 
 
 def test_synthetic_benchmark_writes_table_and_chart(tmp_path):
-    stdout = run_script("tools/benchmark_synthetic.py", "--variants", "source_only",
-                      "oracle", "--seeds", "1", "--pretrain-iters", "4", "--iters", "5",
-                      "--target", "wide_angle", "--precision", "mixed", "--output", tmp_path,
-                      *TINY).stdout
+    command = ["tools/benchmark_synthetic.py", "--variants", "source_only", "oracle", "--seeds",
+               "1", "--pretrain-iters", "4", "--iters", "5", "--target", "wide_angle",
+               "--precision", "mixed", "--output", tmp_path, *TINY]
+    stdout = run_script(*command).stdout
     assert (tmp_path / "pretrain" / "model_final.pth").exists()
     rows = table_rows((tmp_path / "results.md").read_text())
     assert "synthetic clean -> wide_angle" in stdout.lower() and "mixed precision" in stdout
@@ -116,6 +116,35 @@ def test_synthetic_benchmark_writes_table_and_chart(tmp_path):
         assert re.fullmatch(r"\d+\.\d\d", rows[variant][6])
     with Image.open(tmp_path / "results.png") as chart:
         assert chart.format == "PNG" and chart.width > 200
+    # run again into the folder: the finished runs are reused, or refused with other options
+    again = run_script(*command)
+    assert "stage" not in again.stdout and table_rows(again.stdout) == rows
+    other = run_script(*[("6" if arg == "5" else arg) for arg in command], check=False)
+    assert other.returncode == 1 and "stage 2:" not in other.stdout
+    assert other.stderr.strip().splitlines()[-1].startswith(
+        f"error: {tmp_path / 'source_only' / 'seed1'} holds a run with other options")
+
+
+def test_synthetic_benchmark_reports_the_runs_that_finished_when_one_fails(tmp_path,
+                                                                            monkeypatch):
+    benchmark = load_script("tools/benchmark_synthetic.py")
+    measured = {"AP50": 50.0, **{f"AP50-{c}": 50.0 for c in ("car", "person", "bus")}}
+
+    def run(variant, seed, weights, args):
+        if (variant, seed) == ("oracle", 2):
+            raise benchmark.RunFailed("training failed (exit 1); see its stdout.txt")
+        return {"target": measured, "source": measured, "seconds_per_iter": 1.0}
+
+    monkeypatch.setattr(benchmark, "pretrain", lambda args: tmp_path / "pretrain.pth")
+    monkeypatch.setattr(benchmark, "run", run)
+    monkeypatch.setattr(benchmark, "finished", lambda *args: False)
+    monkeypatch.setattr("sys.argv", ["benchmark_synthetic.py", "--variants", "source_only",
+                                     "oracle", "--seeds", "1", "2", "--output", str(tmp_path)])
+    with pytest.raises(SystemExit, match="error: 1 runs failed"):
+        benchmark.main()
+    report = (tmp_path / "results.md").read_text()
+    assert "failed: oracle seed 2: training failed (exit 1)" in report
+    assert set(table_rows(report)) == {"variant", "source_only", "oracle"}
 
 
 def test_ap50_by_size_splits_boxes_into_area_thirds(tmp_path):

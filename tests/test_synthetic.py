@@ -1,5 +1,7 @@
 """The synthetic domains: deterministic, annotations inside the images, each shift as described."""
+import fcntl
 import json
+import threading
 
 import pytest
 
@@ -108,10 +110,24 @@ def test_split_is_cached_and_regenerated_when_stale(tmp_path):
     ensure_split(spec, tmp_path)
     assert json_path.stat().st_mtime_ns == mtime
     coco = json.loads(json_path.read_text())
-    coco["info"]["generator"]["version"] = -1
+    code = dict(coco["info"]["generator"]["code"])
+    coco["info"]["generator"]["code"]["source"] = "an earlier generator"
     json_path.write_text(json.dumps(coco))
     ensure_split(spec, tmp_path)
-    assert json.loads(json_path.read_text())["info"]["generator"]["version"] != -1
+    assert json.loads(json_path.read_text())["info"]["generator"]["code"] == code
+
+
+def test_a_process_generating_a_split_makes_the_others_wait(tmp_path):
+    spec = SplitSpec("clean", "val", 2)
+    (tmp_path / "clean").mkdir()
+    with open(tmp_path / "clean" / "val.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # as a process generating the split holds it
+        waiting = threading.Thread(target=ensure_split, args=(spec, tmp_path))
+        waiting.start()
+        waiting.join(timeout=1.0)
+        assert waiting.is_alive() and not (tmp_path / "clean" / "val.json").exists()
+    waiting.join(timeout=60)
+    assert not waiting.is_alive() and (tmp_path / "clean" / "val.json").exists()
 
 
 def test_registered_domains_share_classes():

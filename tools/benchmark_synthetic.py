@@ -64,18 +64,53 @@ def split(domain, part):
     return f"synthetic_{domain}_{part}"
 
 
+class RunFailed(Exception):
+    """A training run that exited with an error; the message names its log."""
+
+
 def train_net(config, output_dir, opts, threads=None):
     """Run tools/train_net.py (with ``threads`` CPU threads, if given); its output goes to
-    output_dir/stdout.txt. A run cut short earlier goes on from its last checkpoint."""
+    output_dir/stdout.txt, and a record of what it ran to output_dir/RUN_RECORD when it finishes.
+    A run cut short earlier starts again (it writes its checkpoint at its end only). Raises
+    :class:`RunFailed`."""
     output_dir.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, str(REPO / "tools" / "train_net.py"), "--config-file", str(config),
                "--resume", "OUTPUT_DIR", str(output_dir), "WANDB.ENABLED", "False", *opts]
     env = dict(os.environ, **({"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
                               if threads else {}))
-    with open(output_dir / "stdout.txt", "w") as log:
+    with open(output_dir / "stdout.txt", "a") as log:  # an earlier attempt's output kept above
         done = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env)
     if done.returncode:
-        sys.exit(f"error: training failed (exit {done.returncode}); see {output_dir / 'stdout.txt'}")
+        raise RunFailed(f"training failed (exit {done.returncode}); see "
+                        f"{output_dir / 'stdout.txt'}")
+    (output_dir / RUN_RECORD).write_text(json.dumps(run_record(config, opts), indent=1))
+
+
+RUN_RECORD = "benchmark_run.json"  # written when a run has finished: what it was run with
+
+
+def run_record(config, opts):
+    """What a run's results depend on: its config and options, but the path of MODEL.WEIGHTS
+    (the stage-1 model of its folder, which may be a link to another run's)."""
+    opts = [str(o) for o in opts]
+    if "MODEL.WEIGHTS" in opts:
+        at = opts.index("MODEL.WEIGHTS")
+        opts = opts[:at] + opts[at + 2:]
+    return {"config": Path(config).name, "opts": opts}
+
+
+def finished(config, output_dir, opts, mark):
+    """Whether ``output_dir`` holds the finished run of ``config`` and ``opts`` (a folder of a
+    version that wrote no records: whether it holds the file ``mark``); exits with an error
+    naming the folder where it holds a run with other options."""
+    record = output_dir / RUN_RECORD
+    if not record.exists():
+        return (output_dir / mark).exists()
+    earlier = json.loads(record.read_text())
+    if earlier != run_record(config, opts):
+        sys.exit(f"error: {output_dir} holds a run with other options ({earlier}); give the "
+                 f"benchmark another --output")
+    return True
 
 
 def precision_opts(args):
@@ -85,16 +120,16 @@ def precision_opts(args):
 def pretrain(args):
     """Stage 1: the shared source-only starting point. Returns its weights."""
     output_dir = args.output / "pretrain"
-    weights = output_dir / "model_final.pth"
-    if not weights.exists():
-        log(f"stage 1: source-only pretraining, {args.pretrain_iters} iterations -> {output_dir}")
-        train_net(CONFIGS / VARIANTS["source_only"], output_dir, [
-            "SOLVER.MAX_ITER", str(args.pretrain_iters),
+    config = CONFIGS / VARIANTS["source_only"]
+    opts = ["SOLVER.MAX_ITER", str(args.pretrain_iters),
             "SOLVER.STEPS", f"({int(0.8 * args.pretrain_iters)},)",
             "SOLVER.WARMUP_ITERS", str(min(100, args.pretrain_iters // 5)),
             "SOLVER.CHECKPOINT_PERIOD", str(args.pretrain_iters), "DATASETS.TEST", "()",
-            *precision_opts(args), *args.opts])
-    return weights
+            *precision_opts(args), *args.opts]
+    if not finished(config, output_dir, opts, "model_final.pth"):
+        log(f"stage 1: source-only pretraining, {args.pretrain_iters} iterations -> {output_dir}")
+        train_net(config, output_dir, opts)
+    return output_dir / "model_final.pth"
 
 
 def stage2_opts(variant, seed, weights, args):
@@ -114,13 +149,18 @@ def stage2_opts(variant, seed, weights, args):
     return opts + precision_opts(args) + list(args.opts)
 
 
+def stage2(variant, seed, weights, args):
+    """(config, output folder, options) of a stage-2 run."""
+    return (CONFIGS / VARIANTS[variant], args.output / variant.replace("+", "_") / f"seed{seed}",
+            stage2_opts(variant, seed, weights, args))
+
+
 def run(variant, seed, weights, args):
-    output_dir = args.output / variant.replace("+", "_") / f"seed{seed}"
-    if not (output_dir / "results.json").exists():
+    config, output_dir, opts = stage2(variant, seed, weights, args)
+    if not finished(config, output_dir, opts, "results.json"):
         log(f"stage 2: {variant}, seed {seed} -> {output_dir}")
         threads = max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else None
-        train_net(CONFIGS / VARIANTS[variant], output_dir, stage2_opts(variant, seed, weights, args),
-                  threads)
+        train_net(config, output_dir, opts, threads)
     results = json.loads((output_dir / "results.json").read_text())
     iteration_times = [m["time"] for m in map(json.loads, (output_dir / "metrics.json").open())
                        if "time" in m]
@@ -241,11 +281,11 @@ def main():
     args = parse_args()
 
     start = time.time()
-    weights = pretrain(args)
-    with ThreadPoolExecutor(args.jobs) as pool:
-        futures = {v: [pool.submit(run, v, s, weights, args) for s in args.seeds]
-                   for v in args.variants}
-        runs = {v: [f.result() for f in fs] for v, fs in futures.items()}
+    try:
+        weights = pretrain(args)
+    except RunFailed as e:
+        sys.exit(f"error: stage 1: {e}")
+    runs, failures = run_all(weights, args)
     minutes = (time.time() - start) / 60
     evaluated = ("weights averaged over its second half" if args.weights == "averaged"
                  else "its last weights")
@@ -257,9 +297,33 @@ def main():
               f"{minutes:.0f} min on this machine "
               f"({os.cpu_count()} cores).\n\n"
               + table(runs, CLASSES) + "\n")
+    if failures:
+        report += ("\nNot in the table, failed: " + "; ".join(failures)
+                   + f". Run the same command with --output {args.output} to train them again "
+                     f"and reuse the runs that finished.\n")
     (args.output / "results.md").write_text(report)
     chart(runs, args.target, args.output / "results.png")
     print("\n" + report + f"\nChart: {args.output / 'results.png'}")
+    if failures:
+        sys.exit(f"error: {len(failures)} runs failed (named above)")
+
+
+def run_all(weights, args):
+    """Every (variant, seed) run, ``args.jobs`` at a time: ({variant: [run, ...]} of the runs
+    that finished, ["variant seed N: why", ...] of those that failed)."""
+    for variant in args.variants:  # before any training: no folder holds other options
+        for seed in args.seeds:
+            finished(*stage2(variant, seed, weights, args), "results.json")
+    with ThreadPoolExecutor(args.jobs) as pool:
+        futures = {(v, s): pool.submit(run, v, s, weights, args)
+                   for v in args.variants for s in args.seeds}
+    runs, failures = {}, []
+    for (variant, seed), future in futures.items():
+        try:
+            runs.setdefault(variant, []).append(future.result())
+        except RunFailed as e:
+            failures.append(f"{variant} seed {seed}: {e}")
+    return {v: r for v, r in runs.items() if r}, failures
 
 
 if __name__ == "__main__":

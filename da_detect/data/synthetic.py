@@ -13,10 +13,14 @@ own *style*, each shift modelled on one of the real benchmarks:
 * ``wide_angle`` (KITTI <-> Cityscapes, one camera -> another): a wider lens mounted higher, so the
   horizon sits higher in the frame and every object is smaller.
 
-Boxes are the visible extent of each object (from an instance-id map drawn with the image), and
-objects less than :data:`MIN_VISIBLE_FRACTION` visible are left unannotated and uncounted, as in
-Cityscapes. Scenes depend only on (domain, split, index), so a dataset is identical on every machine.
+Boxes are the visible extent of each object (from an instance-id map drawn with the image);
+objects less than :data:`MIN_VISIBLE_FRACTION` visible, or whose visible box is under
+:data:`MIN_BOX_SIDE` pixels on a side, are left unannotated, as in Cityscapes (which has no box
+for what it cannot see), with no ignore region: a detection of one counts as a false positive. Scenes depend only on (domain, split, index), so a dataset is identical on every machine.
 """
+import fcntl
+import functools
+import hashlib
 import json
 import zlib
 from dataclasses import asdict, dataclass
@@ -26,7 +30,6 @@ import cv2
 import numpy as np
 
 CLASSES = ("car", "person", "bus")
-GENERATOR_VERSION = 1  # bump when a change to the drawing code changes the images
 MIN_VISIBLE_FRACTION = 0.3
 MIN_BOX_SIDE = 4
 
@@ -226,7 +229,7 @@ def write_split(spec, root):
         rng = np.random.default_rng(scene_seed(spec.domain, spec.split, index))
         image, objects = render_scene(rng, spec.height, spec.width, style)
         file_name = f"{index:05d}.png"
-        cv2.imwrite(str(image_dir / file_name), image[:, :, ::-1])
+        _write_png(image_dir / file_name, image[:, :, ::-1])
         images.append({"id": index + 1, "file_name": file_name,
                        "height": spec.height, "width": spec.width})
         for cls, (x0, y0, x1, y1) in objects:
@@ -249,18 +252,37 @@ def write_split(spec, root):
     return json_path
 
 
+@functools.cache
+def generator_code():
+    """A digest of this module's source, and the versions of the libraries that draw."""
+    source = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
+    return {"source": source, "opencv": cv2.__version__, "numpy": np.__version__}
+
+
+def _write_png(path, bgr):
+    """Write through a temporary file: a process reading the image meanwhile sees a whole one."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(cv2.imencode(".png", bgr)[1].tobytes())
+    tmp.replace(path)
+
+
 def generator_info(spec):
     """Everything the images of ``spec`` depend on; a cached split with other values is stale."""
-    info = {"version": GENERATOR_VERSION, "spec": asdict(spec),
+    info = {"code": generator_code(), "spec": asdict(spec),
             "style": asdict(DOMAIN_STYLES[spec.domain])}
     return json.loads(json.dumps(info))  # as it reads back from the JSON (tuples become lists)
 
 
 def ensure_split(spec, root):
-    """Generate the split once; later calls reuse the cached files. Returns (json, image dir)."""
+    """Generate the split once; later calls reuse the cached files. Returns (json, image dir).
+    Processes starting at once take turns (a lock file beside the split): one generates, the
+    others wait and reuse."""
     json_path = Path(root) / spec.domain / f"{spec.split}.json"
-    if not json_path.exists() or _cached_generator_info(json_path) != generator_info(spec):
-        write_split(spec, root)
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(json_path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not json_path.exists() or _cached_generator_info(json_path) != generator_info(spec):
+            write_split(spec, root)
     return json_path, Path(root) / spec.domain / spec.split
 
 
