@@ -32,6 +32,7 @@ class DACheckpointer(DetectionCheckpointer):
     def __init__(self, model, save_dir="", *, allow_unsafe_pickle=False, **kwargs):
         super().__init__(model, save_dir, **kwargs)
         self.allow_unsafe_pickle = allow_unsafe_pickle
+        self.missing_weights = []  # of the last checkpoint loaded (see _load_model)
 
     def save(self, name, **kwargs):
         if not self.save_dir or not self.save_to_disk:
@@ -57,12 +58,13 @@ class DACheckpointer(DetectionCheckpointer):
                           lambda f: f.write(last_filename_basename), "w")
 
     def _load_file(self, filename):
-        if filename.endswith(".pkl"):
+        if filename.endswith((".pkl", ".pyth")):
             if not self.allow_unsafe_pickle:
                 raise CheckpointError(
-                    f"{filename}: a .pkl checkpoint loads only by unpickling it, which can run "
-                    f"arbitrary code; set MODEL.ALLOW_UNSAFE_PICKLE True if you trust this file")
-            return super()._load_file(filename)  # detectron2's: pickle, model-zoo formats
+                    f"{filename}: a {os.path.splitext(filename)[1]} checkpoint loads only by "
+                    f"unpickling it, which can run arbitrary code; set MODEL.ALLOW_UNSAFE_PICKLE "
+                    f"True if you trust this file")
+            return super()._load_file(filename)  # detectron2's: model-zoo and pycls formats
         try:
             loaded = torch.load(filename, map_location="cpu",
                                 weights_only=not self.allow_unsafe_pickle)
@@ -83,7 +85,30 @@ class DACheckpointer(DetectionCheckpointer):
         if not isinstance(checkpoint["model"], dict):
             raise CheckpointError(f"{filename}: holds no dict of weights (a "
                                   f"{type(checkpoint['model']).__name__})")
+        nested = [k for k, v in checkpoint["model"].items() if not isinstance(v, torch.Tensor)]
+        if nested:
+            raise CheckpointError(f"{filename}: holds no dict of weights at its top level or "
+                                  f"under 'model' (not tensors: {', '.join(map(str, nested[:3]))}"
+                                  f"{', ...' if len(nested) > 3 else ''})")
         return checkpoint
+
+    def require_inference_weights(self, path):
+        """Raise a :class:`CheckpointError` where the checkpoint last loaded (``path``) left out
+        any weight inference uses: all but the model's ``TRAINING_ONLY`` modules' (a checkpoint
+        of another model would detect with random layers)."""
+        training_only = getattr(self.model, "TRAINING_ONLY", ())
+        used = [name for name in self.missing_weights if name.split(".")[0] not in training_only]
+        if used:
+            raise CheckpointError(
+                f"{path}: not a checkpoint of this model: it gives no weights for {len(used)} of "
+                f"the tensors inference uses: {', '.join(used[:3])}{', ...' if len(used) > 3 else ''}")
+
+    def require_some_weights(self, path):
+        """Raise a :class:`CheckpointError` where the checkpoint last loaded (``path``) gave none
+        of the model's weights: training would start from random ones."""
+        if self.missing_weights and len(self.missing_weights) == len(self.model.state_dict()):
+            raise CheckpointError(f"{path}: gives none of this model's weights (another model's "
+                                  f"checkpoint, or one whose weights are named otherwise)")
 
     def _load_model(self, checkpoint):
         """detectron2's; the names of the model's weights that the checkpoint did not give

@@ -33,8 +33,10 @@ _PIL_ALIASES = {"LINEAR": "BILINEAR", "CUBIC": "BICUBIC", "ANTIALIAS": "LANCZOS"
 HAS_C_EXTENSION = None  # set by apply()
 
 
-class MissingExtensionError(ImportError):
-    """An op of detectron2's C++ extension was used, but detectron2 was installed without it."""
+class MissingExtensionError(AttributeError):
+    """An op of detectron2's C++ extension was used, but detectron2 was installed without it.
+    An AttributeError, as for any attribute a module lacks: ``hasattr(detectron2._C, op)`` is
+    False, and ``from detectron2._C import op`` raises ImportError."""
 
 
 class _MissingExtension(types.ModuleType):

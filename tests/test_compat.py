@@ -72,3 +72,4 @@ def test_fast_coco_evaluator_is_not_used_without_extension(tmp_path):
     if not compat.HAS_C_EXTENSION:
         with pytest.raises(compat.MissingExtensionError):
             sys.modules["detectron2._C"].COCOevalAccumulate
+        assert not hasattr(sys.modules["detectron2._C"], "nms_rotated")

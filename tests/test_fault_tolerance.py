@@ -179,6 +179,11 @@ def test_files_that_are_no_checkpoint_are_named_as_such(tmp_path):
         assert "ALLOW_UNSAFE_PICKLE" not in str(error.value)  # trusting it would not help
     with pytest.raises(CheckpointError, match=f"{listed}: holds no dict of weights \\(a list\\)"):
         DACheckpointer(model).load(str(listed))
+    nested = tmp_path / "nested.pth"
+    torch.save({"state_dict": model.state_dict()}, nested)
+    with pytest.raises(CheckpointError, match=f"{nested}: holds no dict of weights at its top "
+                                              f"level or under 'model' \\(not tensors: state_dict"):
+        DACheckpointer(model).load(str(nested))
 
 
 def test_predictor_refuses_a_checkpoint_missing_weights_that_inference_uses(tmp_path):
@@ -203,6 +208,19 @@ def test_unsafe_weights_give_one_error_line(tmp_path):
                            "OUTPUT_DIR", tmp_path, check=False)
     assert result.returncode != 0
     assert result.stderr.strip().splitlines()[-1].startswith(f"error: {weights}: ")
+
+
+def test_a_checkpoint_of_another_model_is_refused_for_training_and_evaluation(tmp_path):
+    other = tmp_path / "linear.pth"
+    torch.save(nn.Linear(3, 2).state_dict(), other)
+    for mode in ([], ["--eval-only"]):
+        result = run_train_net("--config-file", SYNTHETIC_FPN, *mode, "MODEL.WEIGHTS", other,
+                               "OUTPUT_DIR", tmp_path / "out", check=False)
+        assert result.returncode != 0 and "Traceback" not in result.stderr
+        assert result.stderr.strip().splitlines()[-1].startswith(
+            f"error: {other}: not a checkpoint of this model: it gives no weights for "
+            if mode else f"error: {other}: gives none of this model's weights")
+    assert not (tmp_path / "out" / "model_final.pth").exists()
 
 
 @pytest.mark.parametrize("opts,message", [

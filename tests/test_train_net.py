@@ -117,6 +117,7 @@ def test_a_resumed_run_writes_each_logged_value_once(tmp_path):
      "MODEL.RESNETS.NORM = 'BN': batch statistics would mix the source and target images"),
     (["--config-file", SYNTHETIC_FPN, "SOLVER.BASE_LR", "SOLVER.MAX_ITER", "3"],
      "command-line override SOLVER.BASE_LR: no value"),
+    (["--config-file", SYNTHETIC_FPN, "--num-machines", "2"], "--num-machines 2 needs CUDA"),
     (["--config-file", SYNTHETIC_FPN, "--eval-only"], "--eval-only: MODEL.WEIGHTS is empty"),
     (["--config-file", SYNTHETIC_FPN, "--eval-only", "MODEL.WEIGHTS", "output/no-such.pth"],
      "output/no-such.pth: no such checkpoint file"),

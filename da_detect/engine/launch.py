@@ -3,7 +3,8 @@
 * One process, or several GPUs on one machine: detectron2's ``launch`` (``--num-gpus``).
 * Anything else, CPU included: ``torchrun`` (env:// rendezvous), e.g.
   ``torchrun --nproc_per_node 2 tools/train_net.py --config-file ...``; the process group uses
-  gloo on CPU and NCCL on GPU. detectron2 v0.6's ``launch`` asserts CUDA, hence this path.
+  gloo for a model on the CPU (``MODEL.DEVICE cpu``, also on a machine with GPUs) and NCCL for
+  one on a GPU. detectron2 v0.6's ``launch`` asserts CUDA, hence this path.
 """
 import os
 
@@ -12,18 +13,21 @@ import torch.distributed as dist
 from detectron2.engine import launch
 from detectron2.utils import comm
 
+from ..config import ConfigError, load_config
+
 
 def started_by_torchrun():
     return "LOCAL_RANK" in os.environ and "WORLD_SIZE" in os.environ
 
 
-def init_torchrun_process_group():
-    """Join torchrun's process group and give detectron2's ``comm`` its per-machine group."""
+def init_torchrun_process_group(on_gpu=False):
+    """Join torchrun's process group (NCCL ``on_gpu``, each process on the GPU of its local
+    rank; gloo otherwise) and give detectron2's ``comm`` its per-machine group."""
     local_rank = int(os.environ["LOCAL_RANK"])
     local_size = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ["WORLD_SIZE"]))
-    if torch.cuda.is_available():
+    if on_gpu:
         torch.cuda.set_device(local_rank)
-    dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo", init_method="env://")
+    dist.init_process_group("nccl" if on_gpu else "gloo", init_method="env://")
     machines = dist.get_world_size() // local_size
     for machine in range(machines):
         group = dist.new_group(list(range(machine * local_size, (machine + 1) * local_size)))
@@ -35,10 +39,19 @@ def init_torchrun_process_group():
 def launch_main(main, args):
     """Run ``main(args)`` in this process under torchrun, else through detectron2's launch."""
     if started_by_torchrun():
-        init_torchrun_process_group()
+        init_torchrun_process_group(on_gpu=_model_device(args).startswith("cuda"))
         return main(args)
-    if args.num_gpus > 1 and not torch.cuda.is_available():
-        raise SystemExit(f"error: --num-gpus {args.num_gpus} needs CUDA; on CPU run "
-                         f"torchrun --nproc_per_node {args.num_gpus} tools/train_net.py ...")
+    if args.num_gpus * args.num_machines > 1 and not torch.cuda.is_available():
+        raise SystemExit(f"error: --num-gpus {args.num_gpus} --num-machines {args.num_machines} "
+                         f"needs CUDA; on CPU run torchrun (--nproc_per_node, --nnodes) "
+                         f"tools/train_net.py ...")
     return launch(main, args.num_gpus, num_machines=args.num_machines,
                   machine_rank=args.machine_rank, dist_url=args.dist_url, args=(args,))
+
+
+def _model_device(args):
+    """The config's MODEL.DEVICE; "cpu" for a config that does not load (``main`` reports it)."""
+    try:
+        return load_config(args.config_file, args.opts).MODEL.DEVICE
+    except ConfigError:
+        return "cpu"

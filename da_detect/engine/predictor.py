@@ -24,14 +24,8 @@ class Predictor(DefaultPredictor):
         super().__init__(without_weights)
         checkpointer = DACheckpointer(self.model, allow_unsafe_pickle=cfg.MODEL.ALLOW_UNSAFE_PICKLE)
         checkpointer.load(cfg.MODEL.WEIGHTS)
+        checkpointer.require_inference_weights(cfg.MODEL.WEIGHTS)
         self.missing_weights = checkpointer.missing_weights
-        training_only = getattr(self.model, "TRAINING_ONLY", ())
-        used = [name for name in self.missing_weights if name.split(".")[0] not in training_only]
-        if used:
-            raise CheckpointError(
-                f"{cfg.MODEL.WEIGHTS}: not a checkpoint of this model: it gives no weights for "
-                f"{len(used)} of the tensors inference uses: {', '.join(used[:3])}"
-                f"{', ...' if len(used) > 3 else ''}")
 
     def _model_input(self, image):
         """The model's input dict for one image: resized to test-time size, (C, H, W) float."""
