@@ -10,6 +10,7 @@ unless ``MODEL.ALLOW_UNSAFE_PICKLE`` is set for files you trust.
 import os
 import pickle
 
+import numpy as np
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 
@@ -32,7 +33,7 @@ class DACheckpointer(DetectionCheckpointer):
     def __init__(self, model, save_dir="", *, allow_unsafe_pickle=False, **kwargs):
         super().__init__(model, save_dir, **kwargs)
         self.allow_unsafe_pickle = allow_unsafe_pickle
-        self.missing_weights = []  # of the last checkpoint loaded (see _load_model)
+        self.loaded, self.missing_weights = None, []  # the last checkpoint loaded, what it lacked
 
     def save(self, name, **kwargs):
         if not self.save_dir or not self.save_to_disk:
@@ -51,6 +52,7 @@ class DACheckpointer(DetectionCheckpointer):
         file exists (a URL is left to detectron2's path manager)."""
         if path and "://" not in path and not os.path.isfile(path):
             raise CheckpointError(f"{path}: no such checkpoint file")
+        self.loaded = path
         return super().load(path, *args, **kwargs)
 
     def tag_last_checkpoint(self, last_filename_basename):
@@ -85,30 +87,32 @@ class DACheckpointer(DetectionCheckpointer):
         if not isinstance(checkpoint["model"], dict):
             raise CheckpointError(f"{filename}: holds no dict of weights (a "
                                   f"{type(checkpoint['model']).__name__})")
-        nested = [k for k, v in checkpoint["model"].items() if not isinstance(v, torch.Tensor)]
+        nested = [k for k, v in checkpoint["model"].items()
+                  if not isinstance(v, (torch.Tensor, np.ndarray))]
         if nested:
             raise CheckpointError(f"{filename}: holds no dict of weights at its top level or "
                                   f"under 'model' (not tensors: {', '.join(map(str, nested[:3]))}"
                                   f"{', ...' if len(nested) > 3 else ''})")
         return checkpoint
 
-    def require_inference_weights(self, path):
-        """Raise a :class:`CheckpointError` where the checkpoint last loaded (``path``) left out
+    def require_inference_weights(self):
+        """Raise a :class:`CheckpointError` naming the checkpoint last loaded where it left out
         any weight inference uses: all but the model's ``TRAINING_ONLY`` modules' (a checkpoint
         of another model would detect with random layers)."""
         training_only = getattr(self.model, "TRAINING_ONLY", ())
         used = [name for name in self.missing_weights if name.split(".")[0] not in training_only]
         if used:
             raise CheckpointError(
-                f"{path}: not a checkpoint of this model: it gives no weights for {len(used)} of "
-                f"the tensors inference uses: {', '.join(used[:3])}{', ...' if len(used) > 3 else ''}")
+                f"{self.loaded}: not a checkpoint of this model: it gives no weights for "
+                f"{len(used)} of the tensors inference uses: {', '.join(used[:3])}"
+                f"{', ...' if len(used) > 3 else ''}")
 
-    def require_some_weights(self, path):
-        """Raise a :class:`CheckpointError` where the checkpoint last loaded (``path``) gave none
+    def require_some_weights(self):
+        """Raise a :class:`CheckpointError` naming the checkpoint last loaded where it gave none
         of the model's weights: training would start from random ones."""
         if self.missing_weights and len(self.missing_weights) == len(self.model.state_dict()):
-            raise CheckpointError(f"{path}: gives none of this model's weights (another model's "
-                                  f"checkpoint, or one whose weights are named otherwise)")
+            raise CheckpointError(f"{self.loaded}: gives none of this model's weights (another "
+                                  f"model's checkpoint, or one whose weights are named otherwise)")
 
     def _load_model(self, checkpoint):
         """detectron2's; the names of the model's weights that the checkpoint did not give

@@ -217,8 +217,9 @@ def load_config(config_file, opts=()):
     try:
         cfg.merge_from_file(config_file)
     except FileNotFoundError as e:  # the file exists: one of its _BASE_ files does not
-        raise ConfigError(f"{config_file}: _BASE_ file not found: {e.filename} (a _BASE_ path "
-                          f"is relative to the file that names it)") from e
+        raise ConfigError(f"{config_file}: a _BASE_ file in its chain is not found: "
+                          f"{e.filename} (a _BASE_ path is relative to the file that names "
+                          f"it)") from e
     except (KeyError, ValueError, AssertionError, OSError) as e:
         raise ConfigError(f"{config_file}: {_message(e)}") from e
     if len(opts) % 2:

@@ -116,8 +116,9 @@ def test_synthetic_benchmark_writes_table_and_chart(tmp_path):
         assert re.fullmatch(r"\d+\.\d\d", rows[variant][6])
     with Image.open(tmp_path / "results.png") as chart:
         assert chart.format == "PNG" and chart.width > 200
-    # run again into the folder: the finished runs are reused, or refused with other options
-    again = run_script(*command)
+    # run again into the folder: the finished runs are reused (also where only options that
+    # adaptation reads differ), or refused with other options
+    again = run_script(*command, "MODEL.DA.IMAGE.GRL_LAMBDA", "0.5")
     assert "stage" not in again.stdout and table_rows(again.stdout) == rows
     other = run_script(*[("6" if arg == "5" else arg) for arg in command], check=False)
     assert other.returncode == 1 and "stage 2:" not in other.stdout

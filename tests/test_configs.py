@@ -30,7 +30,8 @@ def test_a_missing_base_file_is_named_with_the_file_that_names_it(tmp_path):
     config.write_text('_BASE_: "../Base-typo.yaml"\nSOLVER:\n  MAX_ITER: 5\n')
     with pytest.raises(ConfigError) as error:
         load_config(str(config))
-    assert str(error.value).startswith(f"{config}: _BASE_ file not found: {tmp_path}/Base-typo")
+    assert str(error.value).startswith(f"{config}: a _BASE_ file in its chain is not found: "
+                                       f"{tmp_path}/Base-typo")
 
 
 def test_scaling_to_more_processes_scales_the_target_batch_and_the_adaptation_steps():

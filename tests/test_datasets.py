@@ -449,8 +449,12 @@ def test_parsed_dicts_are_cached_until_a_file_or_the_loader_code_changes(tmp_pat
     assert loaded() == loaded() == [{"label": "a"}] and builds == ["a"]
     source.write_text("bb")
     assert loaded() == [{"label": "bb"}] and builds == ["a", "bb"]
+    version = cache.loader_code_digest()[:8]
     monkeypatch.setattr(cache, "loader_code_digest", lambda: "another version of the loaders")
     assert loaded() == [{"label": "bb"}] and builds == ["a", "bb", "bb"]
-    # one entry per name: the stale ones are gone, another name's (one that starts alike) kept
+    # one entry per name and loaders' version: the stale ones are gone; the other version's
+    # (another checkout's) and another name's, one that starts alike, are kept
     cache.cached("split-b", {}, [], lambda: ([], []))
-    assert sorted(len(p.stem) for p in (tmp_path / "cache").glob("split-*.pkl")) == [22, 24]
+    entries = sorted(p.name[:-len("0123456789abcdef.pkl")] for p in
+                     (tmp_path / "cache").glob("split-*.pkl"))
+    assert entries == sorted(["split-another -", "split-b-another -", f"split-{version}-"])

@@ -68,7 +68,7 @@ def test_voc07_ap50_matches_hand_computation(dataset):
 
 
 def test_a_detection_mostly_inside_a_crowd_region_is_ignored_by_both(dataset, tmp_path):
-    inside = ([2, 62, 10, 70], 0.85)  # IoU with the crowd region 0.07, all of it inside it
+    inside = ([2, 62, 10, 70], 0.85)  # IoU with the crowd region 0.11, all of it inside it
     coco = evaluate(COCOAP50Evaluator(dataset, output_dir=str(tmp_path), distributed=False),
                     DETECTIONS + [inside])
     voc07 = evaluate(VOC07AP50Evaluator(dataset, distributed=False), DETECTIONS + [inside])

@@ -70,10 +70,11 @@ class RunFailed(Exception):
 
 def train_net(config, output_dir, opts, threads=None):
     """Run tools/train_net.py (with ``threads`` CPU threads, if given); its output goes to
-    output_dir/stdout.txt, and a record of what it ran to output_dir/RUN_RECORD when it finishes.
-    A run cut short earlier starts again (it writes its checkpoint at its end only). Raises
-    :class:`RunFailed`."""
+    output_dir/stdout.txt, and a record of what it runs to output_dir/RUN_RECORD, marked finished
+    at its end. A run cut short earlier starts again (it writes its checkpoint at its end only).
+    Raises :class:`RunFailed`."""
     output_dir.mkdir(parents=True, exist_ok=True)
+    write_record(output_dir, config, opts, finished=False)
     command = [sys.executable, str(REPO / "tools" / "train_net.py"), "--config-file", str(config),
                "--resume", "OUTPUT_DIR", str(output_dir), "WANDB.ENABLED", "False", *opts]
     env = dict(os.environ, **({"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
@@ -83,20 +84,30 @@ def train_net(config, output_dir, opts, threads=None):
     if done.returncode:
         raise RunFailed(f"training failed (exit {done.returncode}); see "
                         f"{output_dir / 'stdout.txt'}")
-    (output_dir / RUN_RECORD).write_text(json.dumps(run_record(config, opts), indent=1))
+    write_record(output_dir, config, opts, finished=True)
 
 
-RUN_RECORD = "benchmark_run.json"  # written when a run has finished: what it was run with
+RUN_RECORD = "benchmark_run.json"  # what a run was started with, and whether it finished
+# options only a domain-adaptive model reads: left out of other runs' records, so a source-only
+# or oracle run can serve benchmarks that vary them
+ADAPTATION_KEYS = ("MODEL.DA.", "SOLVER.TARGET_IMS_PER_BATCH", "INPUT.ALBUMENTATIONS.TARGET")
 
 
-def run_record(config, opts):
+def run_options(config, opts):
     """What a run's results depend on: its config and options, but the path of MODEL.WEIGHTS
-    (the stage-1 model of its folder, which may be a link to another run's)."""
-    opts = [str(o) for o in opts]
-    if "MODEL.WEIGHTS" in opts:
-        at = opts.index("MODEL.WEIGHTS")
-        opts = opts[:at] + opts[at + 2:]
-    return {"config": Path(config).name, "opts": opts}
+    (the stage-1 model of its folder, which may be a link to another run's) and, for a model
+    that does not adapt, the options only adaptation reads."""
+    adapts = config.name in {VARIANTS[v] for v in ADAPTATION_VARIANTS}
+    pairs = [(str(k), str(v)) for k, v in zip(opts[::2], opts[1::2])
+             if k != "MODEL.WEIGHTS" and (adapts or not str(k).startswith(ADAPTATION_KEYS))]
+    return {"config": config.name, "opts": [x for pair in pairs for x in pair]}
+
+
+def write_record(output_dir, config, opts, finished):
+    record = output_dir / RUN_RECORD
+    tmp = record.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps({**run_options(config, opts), "finished": finished}, indent=1))
+    tmp.replace(record)
 
 
 def finished(config, output_dir, opts, mark):
@@ -107,10 +118,10 @@ def finished(config, output_dir, opts, mark):
     if not record.exists():
         return (output_dir / mark).exists()
     earlier = json.loads(record.read_text())
-    if earlier != run_record(config, opts):
+    if {k: v for k, v in earlier.items() if k != "finished"} != run_options(config, opts):
         sys.exit(f"error: {output_dir} holds a run with other options ({earlier}); give the "
                  f"benchmark another --output")
-    return True
+    return earlier["finished"]
 
 
 def precision_opts(args):

@@ -47,11 +47,11 @@ def main(args):
                 raise CheckpointError("--eval-only: MODEL.WEIGHTS is empty (and no checkpoint "
                                       "in OUTPUT_DIR to --resume from): nothing to evaluate")
             checkpointer.resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
-            checkpointer.require_inference_weights(cfg.MODEL.WEIGHTS)
+            checkpointer.require_inference_weights()
             return DATrainer.test(cfg, model)
         trainer = DATrainer(cfg)
         trainer.resume_or_load(resume=args.resume)
-        trainer.checkpointer.require_some_weights(cfg.MODEL.WEIGHTS)
+        trainer.checkpointer.require_some_weights()
         return trainer.train()
     except NonFiniteLossError as e:
         sys.exit(f"error: {e}; the checkpoints saved before it are intact (--resume goes on from "

@@ -28,13 +28,15 @@ def loader_code_digest():
 def cached(name, params, source_files, build):
     """``build()``'s result, from the cache when ``params``, every file's size and mtime, and
     the loaders' code are as when it was stored. ``build`` returns (dataset dicts, problems).
-    Storing it removes the entries stored for ``name`` before (stale, or of other params)."""
+    Storing it removes the entries this version of the loaders stored for ``name`` before
+    (stale, or of other params)."""
     digest = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode())
     digest.update(loader_code_digest().encode())
     for path in source_files:
         stat = os.stat(path)
         digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-    path = cache_dir() / f"{name}-{digest.hexdigest()[:16]}.pkl"
+    # the loaders' version in the name: another version's checkout sharing the cache keeps its own
+    path = cache_dir() / f"{name}-{loader_code_digest()[:8]}-{digest.hexdigest()[:16]}.pkl"
     try:
         with open(path, "rb") as f:
             return pickle.load(f)
@@ -47,7 +49,7 @@ def cached(name, params, source_files, build):
         pickle.dump(result, f)
     tmp.replace(path)
     logger.info(f"cached {name} dataset dicts in {path}")
-    for stale in path.parent.glob(f"{glob.escape(name)}-*.pkl"):
+    for stale in path.parent.glob(f"{glob.escape(name)}-{loader_code_digest()[:8]}-*.pkl"):
         if stale != path and len(stale.stem) == len(path.stem):  # not another name's
             stale.unlink(missing_ok=True)
     return result

@@ -43,8 +43,9 @@ class ResumableBatchSampler(Sampler):
         total = batch_size * comm.get_world_size()
         for group, count in Counter(self.groups).items():
             if count < total:
-                logger.warning(f"{count} {('portrait', 'landscape')[group]} images, fewer than "
-                               f"the {total} of a step: each of its steps repeats some of them")
+                which = ("portrait ", "landscape ")[group] if aspect_ratio_grouping else ""
+                logger.warning(f"{count} {which}images, fewer than the {total} of a step: each "
+                               f"of its steps repeats some of them")
 
     def __iter__(self):
         rank, size = comm.get_rank(), self.batch_size

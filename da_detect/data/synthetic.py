@@ -16,7 +16,8 @@ own *style*, each shift modelled on one of the real benchmarks:
 Boxes are the visible extent of each object (from an instance-id map drawn with the image);
 objects less than :data:`MIN_VISIBLE_FRACTION` visible, or whose visible box is under
 :data:`MIN_BOX_SIDE` pixels on a side, are left unannotated, as in Cityscapes (which has no box
-for what it cannot see), with no ignore region: a detection of one counts as a false positive. Scenes depend only on (domain, split, index), so a dataset is identical on every machine.
+for what it cannot see), with no ignore region: a detection of one counts as a false positive.
+Scenes depend only on (domain, split, index), so a dataset is identical on every machine.
 """
 import fcntl
 import functools
@@ -278,12 +279,17 @@ def ensure_split(spec, root):
     Processes starting at once take turns (a lock file beside the split): one generates, the
     others wait and reuse."""
     json_path = Path(root) / spec.domain / f"{spec.split}.json"
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(json_path.with_suffix(".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not json_path.exists() or _cached_generator_info(json_path) != generator_info(spec):
-            write_split(spec, root)
+    if not _current(json_path, spec):  # a current split is read without a lock: may be read-only
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(json_path.with_suffix(".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not _current(json_path, spec):  # not generated meanwhile by the lock's holder
+                write_split(spec, root)
     return json_path, Path(root) / spec.domain / spec.split
+
+
+def _current(json_path, spec):
+    return json_path.exists() and _cached_generator_info(json_path) == generator_info(spec)
 
 
 def _cached_generator_info(json_path):

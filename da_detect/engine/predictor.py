@@ -24,7 +24,7 @@ class Predictor(DefaultPredictor):
         super().__init__(without_weights)
         checkpointer = DACheckpointer(self.model, allow_unsafe_pickle=cfg.MODEL.ALLOW_UNSAFE_PICKLE)
         checkpointer.load(cfg.MODEL.WEIGHTS)
-        checkpointer.require_inference_weights(cfg.MODEL.WEIGHTS)
+        checkpointer.require_inference_weights()
         self.missing_weights = checkpointer.missing_weights
 
     def _model_input(self, image):
