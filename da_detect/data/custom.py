@@ -14,7 +14,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_coco_json
 
 from . import voc
-from .problems import IMAGE_SUFFIXES, DatasetError, Problems, image_size, require_dir
+from .problems import IMAGE_SUFFIXES, DatasetError, Problems, image_files, image_size, require_dir
 from .registry import forget_dataset, register_detection_dataset
 
 _CONFIG_DOMAINS = set()  # names registered from a config's *_DOMAINS keys, free to re-register
@@ -50,7 +50,7 @@ def register_from_config(cfg):
         register_detection_dataset(
             name, load_image_folder,
             {"folder": folder, "what": f"DATASETS.IMAGE_FOLDER_DOMAINS {name!r}"},
-            lambda folder=folder: _image_files(Path(folder)))
+            lambda folder=folder: image_files(folder))
 
 
 def _claim(name, key, claimed):
@@ -80,7 +80,7 @@ def load_image_folder(folder, what="image folder"):
     :class:`DatasetError` naming ``what`` and the folder where it is none or holds no image."""
     problems = Problems()
     dicts = []
-    files = _image_files(require_dir(folder, what))
+    files = image_files(require_dir(folder, what))
     if not files:
         raise DatasetError(f"{what}: no {'/'.join(s[1:] for s in IMAGE_SUFFIXES)} images in "
                            f"{folder}")
@@ -91,14 +91,6 @@ def load_image_folder(folder, what="image folder"):
         dicts.append({"file_name": path, "image_id": Path(path).stem, "height": size[1],
                       "width": size[0]})
     return dicts, problems
-
-
-def _image_files(folder):
-    folder = Path(folder)
-    if not folder.is_dir():
-        return []
-    return sorted(str(p) for p in folder.iterdir()
-                  if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
 def _fields(entry, count, key):

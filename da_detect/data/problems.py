@@ -52,6 +52,16 @@ def require_dir(path, what):
     return path
 
 
+def image_files(folder):
+    """The paths of the .jpg/.jpeg/.png files (any case) in ``folder``, sorted; none where it is
+    no folder."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted(str(p) for p in folder.iterdir()
+                  if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
 def box_problem(box, width, height):
     """What is wrong with an XYXY box in a ``width`` x ``height`` image, or None if nothing:
     every coordinate finite, positive width and height, inside the image."""

@@ -13,8 +13,8 @@ from pathlib import Path
 from detectron2.structures import BoxMode
 from tqdm import tqdm
 
-from .problems import (IMAGE_SUFFIXES, DatasetError, Problems, box_problem, image_size,
-                       image_size_problem, require_dir)
+from .problems import (IMAGE_SUFFIXES, DatasetError, Problems, box_problem, image_files,
+                       image_size, image_size_problem, require_dir)
 
 SIM10K_CLASSES = ("car", "motorbike", "person")
 
@@ -40,12 +40,9 @@ def image_set_file(root, image_set):
     return Path(root) / "ImageSets" / "Main" / f"{image_set}.txt"
 
 
-def image_files(root):
+def images_by_id(root):
     """Image id -> its file in ``root``/JPEGImages (a ``.jpg`` before a ``.png`` of that id)."""
-    folder = Path(root) / "JPEGImages"
-    if not folder.is_dir():
-        return {}
-    images = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES]
+    images = map(Path, image_files(Path(root) / "JPEGImages"))
     files = {}
     for path in sorted(images, key=lambda p: (IMAGE_SUFFIXES.index(p.suffix.lower()), p.name)):
         files.setdefault(path.stem, path)
@@ -56,7 +53,7 @@ def source_files(root, image_set):
     """The files :func:`load_voc` reads for ``image_set`` (None: every annotation), for the cache
     key: the annotations, the images and the image set's listing."""
     root = Path(root)
-    files = [*root.glob("Annotations/*.xml"), *image_files(root).values()]
+    files = [*root.glob("Annotations/*.xml"), *images_by_id(root).values()]
     if image_set is not None and image_set_file(root, image_set).is_file():
         files.append(image_set_file(root, image_set))
     return sorted(str(p) for p in files)
@@ -77,7 +74,7 @@ def load_voc(root, image_set, classes, known_classes=None):
     known = None if known_classes is None else {name.lower() for name in known_classes}
     problems = Problems()
     dicts = []
-    images = image_files(root)
+    images = images_by_id(root)
     for image_id in tqdm(image_ids(root, image_set), desc="VOC annotations", unit="file",
                          mininterval=2):
         xml_file = root / "Annotations" / f"{image_id}.xml"
