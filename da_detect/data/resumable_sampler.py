@@ -40,12 +40,13 @@ class ResumableBatchSampler(Sampler):
         self.batch_size = batch_size
         self.seed = seed
         self.start = start
-        total = batch_size * comm.get_world_size()
-        for group, count in Counter(self.groups).items():
-            if count < total:
+        self.total = batch_size * comm.get_world_size()  # a step's global batch
+        self.group_sizes = Counter(self.groups)
+        for group, count in self.group_sizes.items():
+            if count < self.total:
                 which = ("portrait ", "landscape ")[group] if aspect_ratio_grouping else ""
-                logger.warning(f"{count} {which}images, fewer than the {total} of a step: each "
-                               f"of its steps repeats some of them")
+                logger.warning(f"{count} {which}images, fewer than the {self.total} of a step: "
+                               f"each of its steps repeats some of them")
 
     def __iter__(self):
         rank, size = comm.get_rank(), self.batch_size
@@ -54,10 +55,9 @@ class ResumableBatchSampler(Sampler):
                 yield batch[rank * size:(rank + 1) * size]
 
     def _global_batches(self):
-        total = self.batch_size * comm.get_world_size()
+        total = self.total
         generator = torch.Generator()
         generator.manual_seed(self.seed)
-        sizes = Counter(self.groups)
         buckets = defaultdict(list)
         waiting = defaultdict(list)  # drawn while in their bucket: first into the next one
         position = 0
@@ -65,7 +65,7 @@ class ResumableBatchSampler(Sampler):
             for index in torch.randperm(len(self.groups), generator=generator).tolist():
                 group = self.groups[index]
                 bucket = buckets[group]
-                if sizes[group] >= total and any(i == index for i, _ in bucket):
+                if self.group_sizes[group] >= total and any(i == index for i, _ in bucket):
                     waiting[group].append(index)
                     continue
                 bucket.append((index, (self.seed, position)))
