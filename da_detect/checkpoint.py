@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 
+from .atomic_file import atomic_open
+
 
 class CheckpointError(RuntimeError):
     """A checkpoint that cannot be read, or only by a full (unsafe) unpickling; the message
@@ -44,7 +46,8 @@ class DACheckpointer(DetectionCheckpointer):
         basename = f"{name}.pth"
         path = os.path.join(self.save_dir, basename)
         self.logger.info(f"Saving checkpoint to {path}")
-        _write_atomically(path, lambda f: torch.save(data, f), "wb")
+        with atomic_open(path, "wb") as f:
+            torch.save(data, f)
         self.tag_last_checkpoint(basename)
 
     def load(self, path, *args, **kwargs):
@@ -56,8 +59,8 @@ class DACheckpointer(DetectionCheckpointer):
         return super().load(path, *args, **kwargs)
 
     def tag_last_checkpoint(self, last_filename_basename):
-        _write_atomically(os.path.join(self.save_dir, "last_checkpoint"),
-                          lambda f: f.write(last_filename_basename), "w")
+        with atomic_open(os.path.join(self.save_dir, "last_checkpoint")) as f:
+            f.write(last_filename_basename)
 
     def _load_file(self, filename):
         if filename.endswith((".pkl", ".pyth")):
@@ -121,16 +124,3 @@ class DACheckpointer(DetectionCheckpointer):
         self.missing_weights = list(incompatible.missing_keys)
         return incompatible
 
-
-def _write_atomically(path, write, mode):
-    """``write(f)`` to a temporary file beside ``path``, flushed to disk, then renamed to it."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        with open(tmp, mode) as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
@@ -18,6 +19,7 @@ from detectron2.utils.env import seed_all_rng
 from torch import nn
 
 from conftest import REPO, SHORT_RUN, SYNTHETIC_DA, SYNTHETIC_FPN, run_train_net
+from da_detect.atomic_file import atomic_open
 from da_detect.checkpoint import CheckpointError, DACheckpointer
 from da_detect.config import load_config
 from da_detect.engine import DATrainer
@@ -115,6 +117,28 @@ def test_a_save_cut_short_leaves_the_last_complete_checkpoint(tmp_path, monkeypa
     checkpointer.resume_or_load("", resume=True)
     for key, value in saved.items():
         assert torch.equal(model.state_dict()[key], value), key
+
+
+def test_concurrent_writers_of_one_file_never_show_a_reader_part_of_one(tmp_path):
+    path = tmp_path / "results.json"
+    contents = [bytes([65 + i]) * 200_000 for i in range(4)]  # whole files: one letter each
+
+    def write(content):
+        for _ in range(20):
+            with atomic_open(path, "wb", durable=False) as f:
+                for start in range(0, len(content), 4096):
+                    f.write(content[start:start + 4096])
+
+    with ThreadPoolExecutor(len(contents) + 1) as pool:
+        writers = [pool.submit(write, c) for c in contents]
+        seen = set()
+        while not all(w.done() for w in writers):
+            if path.exists():
+                seen.add(path.read_bytes())
+        for w in writers:
+            w.result()
+    assert seen <= set(contents) and path.read_bytes() in contents
+    assert [p.name for p in tmp_path.iterdir()] == ["results.json"]
 
 
 def test_non_finite_loss_stops_before_the_weights_take_it(tmp_path):

@@ -104,10 +104,10 @@ def run_options(config, opts):
 
 
 def write_record(output_dir, config, opts, finished):
-    record = output_dir / RUN_RECORD
-    tmp = record.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps({**run_options(config, opts), "finished": finished}, indent=1))
-    tmp.replace(record)
+    from da_detect.atomic_file import atomic_open
+
+    with atomic_open(output_dir / RUN_RECORD) as f:
+        json.dump({**run_options(config, opts), "finished": finished}, f, indent=1)
 
 
 def finished(config, output_dir, opts, mark):

@@ -9,6 +9,8 @@ import os
 import pickle
 from pathlib import Path
 
+from ..atomic_file import atomic_open
+
 logger = logging.getLogger(__name__)
 
 
@@ -44,10 +46,8 @@ def cached(name, params, source_files, build):
         pass
     result = build()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
+    with atomic_open(path, "wb") as f:
         pickle.dump(result, f)
-    tmp.replace(path)
     logger.info(f"cached {name} dataset dicts in {path}")
     for stale in path.parent.glob(f"{glob.escape(name)}-{loader_code_digest()[:8]}-*.pkl"):
         if stale != path and len(stale.stem) == len(path.stem):  # not another name's

@@ -30,6 +30,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..atomic_file import atomic_open
+
 CLASSES = ("car", "person", "bus")
 MIN_VISIBLE_FRACTION = 0.3
 MIN_BOX_SIDE = 4
@@ -247,9 +249,8 @@ def write_split(spec, root):
                        for i, n in enumerate(CLASSES)],
     }
     json_path = Path(root) / spec.domain / f"{spec.split}.json"
-    tmp = json_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(coco))
-    tmp.replace(json_path)
+    with atomic_open(json_path) as f:
+        json.dump(coco, f)
     return json_path
 
 
@@ -261,10 +262,10 @@ def generator_code():
 
 
 def _write_png(path, bgr):
-    """Write through a temporary file: a process reading the image meanwhile sees a whole one."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(cv2.imencode(".png", bgr)[1].tobytes())
-    tmp.replace(path)
+    """Write whole: a process reading the image meanwhile sees a whole one. Not fsynced (that
+    would cost generation seconds); the split's JSON, written last, is."""
+    with atomic_open(path, "wb", durable=False) as f:
+        f.write(cv2.imencode(".png", bgr)[1].tobytes())
 
 
 def generator_info(spec):

@@ -10,6 +10,7 @@ from detectron2.engine import DefaultTrainer, TrainerBase, hooks
 from detectron2.utils import comm
 from torch.nn.parallel import DistributedDataParallel
 
+from ..atomic_file import atomic_open
 from ..checkpoint import DACheckpointer
 from ..config import check_adaptation_data
 from ..data.test_loader import build_test_loader
@@ -176,7 +177,6 @@ def save_results(results, output_dir):
     if path.exists():
         stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(path.stat().st_mtime))
         path.rename(path.with_name(f"results.{stamp}.{time.time_ns() % 10**9:09d}.json"))
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(results, indent=2))
-    tmp.replace(path)
+    with atomic_open(path) as f:
+        json.dump(results, f, indent=2)
     return path

@@ -1,0 +1,33 @@
+"""Files written whole or not at all.
+
+A reader (another process, ``--resume``, a cached-split check) never sees a half-written
+checkpoint, results file, cache entry or image, and a run killed while writing leaves the file
+that was there before.
+"""
+import contextlib
+import os
+import threading
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def atomic_open(path, mode="w", *, durable=True):
+    """Open a temporary file beside ``path`` for writing in ``mode``.
+
+    Leaving the block normally renames it to ``path``, replacing what was there; with ``durable``
+    it is first flushed to disk (an fsync, a few milliseconds), so an OS crash cannot leave an
+    empty file under the name either. An error in the block removes it and leaves ``path`` as it
+    was. The temporary name is hidden and names its process and thread: concurrent writers of one
+    path never share it, and the last rename wins.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
+    try:
+        with open(tmp, mode) as f:
+            yield f
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
