@@ -78,6 +78,18 @@ def test_gap_closed_is_the_share_of_source_only_to_oracle():
     assert gap_closed(runs) == {}
 
 
+def test_iteration_time_is_the_last_attempts(tmp_path):
+    median_iteration_time = load_script("tools/benchmark_synthetic.py").median_iteration_time
+    metrics = tmp_path / "metrics.json"
+    cut_short = [{"iteration": i, "time": 9.0} for i in (19, 39)]
+    again = [{"iteration": 19, "time": 1.0}, {"iteration": 39, "time": 3.0},
+             {"iteration": 59, "time": 2.0}, {"iteration": 60, "bbox/AP50": 50.0}]
+    metrics.write_text("".join(json.dumps(entry) + "\n" for entry in cut_short + again))
+    assert median_iteration_time(metrics) == 2.0
+    metrics.write_text(json.dumps({"iteration": 3, "bbox/AP50": 50.0}) + "\n")
+    assert median_iteration_time(metrics) is None
+
+
 def test_quick_presets_what_no_flag_sets():
     benchmark = load_script("tools/benchmark_synthetic.py")
     quick = vars(benchmark.parse_args(["--quick"]))

@@ -173,12 +173,23 @@ def run(variant, seed, weights, args):
         threads = max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else None
         train_net(config, output_dir, opts, threads)
     results = json.loads((output_dir / "results.json").read_text())
-    iteration_times = [m["time"] for m in map(json.loads, (output_dir / "metrics.json").open())
-                       if "time" in m]
     return {"target": results[split(args.target, "val")]["bbox"],
             "source": results[split(SOURCE, "val")]["bbox"],
-            # detectron2 times iterations after its first few: none in a very short run.
-            "seconds_per_iter": statistics.median(iteration_times) if iteration_times else None}
+            "seconds_per_iter": median_iteration_time(output_dir / "metrics.json")}
+
+
+def median_iteration_time(metrics):
+    """The median time of an iteration in the last attempt logged to the file ``metrics``
+    (detectron2's metrics.json; an attempt cut short and started again appends its lines from
+    iteration 0 again). None where it timed none: detectron2 times iterations after the first
+    few."""
+    times, last = [], None
+    for entry in map(json.loads, metrics.open()):
+        if last is not None and entry["iteration"] <= last:
+            times = []  # a new attempt
+        last = entry["iteration"]
+        times += [entry["time"]] if "time" in entry else []
+    return statistics.median(times) if times else None
 
 
 def seconds_per_iter(values):
