@@ -1,6 +1,7 @@
 """Shared fixtures. The synthetic datasets are generated into a cache under output/ (git-ignored),
 set before da_detect is imported so that its registrations point there."""
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -36,6 +37,17 @@ def run_script(script, *args, check=True):
 def run_train_net(*args, check=True):
     """Run tools/train_net.py, see :func:`run_script`."""
     return run_script("tools/train_net.py", *args, check=check)
+
+
+def torchrun_two_processes(script, *args):
+    """The command that runs a script of this repository (a path relative to it) in two
+    processes started by torchrun on this machine, at a free port."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node",
+            "2", "--master_addr", "127.0.0.1", "--master_port", str(port), str(REPO / script),
+            *map(str, args)]
 
 
 @pytest.fixture(scope="session")

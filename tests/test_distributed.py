@@ -2,31 +2,20 @@
 once, and a resumed run goes on as the uninterrupted one."""
 import os
 import shutil
-import socket
 import subprocess
-import sys
 
 import torch
 
-from conftest import REPO, SYNTHETIC_DA
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from conftest import REPO, SYNTHETIC_DA, torchrun_two_processes
 
 
 def torchrun(output_dir, *opts):
-    command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1",
-               "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-               "--master_port", str(free_port()), str(REPO / "tests" / "ddp_worker.py"),
-               str(SYNTHETIC_DA), "SOLVER.MAX_ITER", "8", "SOLVER.WARMUP_ITERS", "2",
-               "SOLVER.IMS_PER_BATCH", "2", "SOLVER.TARGET_IMS_PER_BATCH", "2",
-               # 4 source-only steps, whose domain classifiers get no gradient, then 4 adapting
-               "MODEL.DA.START_ITER", "4", "SOLVER.CHECKPOINT_PERIOD", "4", "DATASETS.TEST", "()",
-               "DATALOADER.NUM_WORKERS", "0", "WANDB.ENABLED", "False",
-               "OUTPUT_DIR", str(output_dir), *opts]
+    command = torchrun_two_processes(
+        "tests/ddp_worker.py", SYNTHETIC_DA, "SOLVER.MAX_ITER", "8", "SOLVER.WARMUP_ITERS", "2",
+        "SOLVER.IMS_PER_BATCH", "2", "SOLVER.TARGET_IMS_PER_BATCH", "2",
+        # 4 source-only steps, whose domain classifiers get no gradient, then 4 adapting
+        "MODEL.DA.START_ITER", "4", "SOLVER.CHECKPOINT_PERIOD", "4", "DATASETS.TEST", "()",
+        "DATALOADER.NUM_WORKERS", "0", "WANDB.ENABLED", "False", "OUTPUT_DIR", output_dir, *opts)
     result = subprocess.run(command, capture_output=True, text=True, cwd=REPO,
                             env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=600)
     assert result.returncode == 0, result.stderr[-4000:]

@@ -18,7 +18,8 @@ from detectron2.modeling import build_model
 from detectron2.utils.env import seed_all_rng
 from torch import nn
 
-from conftest import REPO, SHORT_RUN, SYNTHETIC_DA, SYNTHETIC_FPN, run_train_net
+from conftest import (REPO, SHORT_RUN, SYNTHETIC_DA, SYNTHETIC_FPN, run_train_net,
+                      torchrun_two_processes)
 from da_detect.atomic_file import atomic_open
 from da_detect.checkpoint import CheckpointError, DACheckpointer
 from da_detect.config import load_config
@@ -165,6 +166,17 @@ def test_non_finite_loss_stops_before_the_weights_take_it(tmp_path):
     last_good = torch.load(tmp_path / "model_0000003.pth")["model"]
     for key, value in model.state_dict().items():
         assert torch.equal(value, last_good[key]), key  # no step was taken with the bad loss
+
+
+def test_a_non_finite_loss_in_one_process_stops_every_process_with_its_name(tmp_path):
+    command = torchrun_two_processes("tests/finite_loss_worker.py", tmp_path)
+    subprocess.run(command, capture_output=True, cwd=REPO, timeout=300,
+                   env={**os.environ, "OMP_NUM_THREADS": "1"})
+    for rank in (0, 1):
+        assert json.loads((tmp_path / f"rank{rank}.json").read_text()) == {
+            "outcome": "iteration 2: loss became non-finite: process 1: loss_step=nan (the "
+                       "weights were not updated with it)",
+            "weight": pytest.approx(1 - 0.1 * (0 + 1))}, rank  # the steps at 0 and 1 only
 
 
 def test_checkpoints_load_without_unpickling_code(tmp_path):

@@ -2,6 +2,7 @@
 import math
 
 from detectron2.engine import AMPTrainer, SimpleTrainer
+from detectron2.utils import comm
 
 from .cpu_mixed_precision import CPUAMPTrainer
 
@@ -11,15 +12,20 @@ class NonFiniteLossError(FloatingPointError):
 
 
 class FiniteLossCheck:
-    """Before the optimizer step, checks every loss term of this process; on NaN or Inf raises
-    :class:`NonFiniteLossError` naming the iteration and the bad terms. The step is not taken, and
-    nothing saved before is touched."""
+    """Before the optimizer step, checks every loss term of every process; on NaN or Inf raises
+    :class:`NonFiniteLossError` naming the iteration and the bad terms (and, with several
+    processes, whose they are) in every process, so none is left waiting for the others. The step
+    is not taken, and nothing saved before is touched."""
 
     def _write_metrics(self, loss_dict, data_time, prefix=""):
         values = {name: loss.detach().item() for name, loss in loss_dict.items()}
         bad = {name: value for name, value in values.items() if not math.isfinite(value)}
-        if bad:
-            terms = ", ".join(f"{name}={value}" for name, value in sorted(bad.items()))
+        bad_by_rank = comm.all_gather(bad) if comm.get_world_size() > 1 else [bad]
+        if any(bad_by_rank):
+            named = {rank: ", ".join(f"{name}={value}" for name, value in sorted(terms.items()))
+                     for rank, terms in enumerate(bad_by_rank) if terms}
+            terms = "; ".join(f"process {rank}: {terms}" if len(bad_by_rank) > 1 else terms
+                              for rank, terms in named.items())
             raise NonFiniteLossError(f"iteration {self.iter}: loss became non-finite: {terms} "
                                      f"(the weights were not updated with it)")
         super()._write_metrics(loss_dict, data_time, prefix)
