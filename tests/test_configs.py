@@ -3,16 +3,15 @@ import copy
 
 import pytest
 import torch
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import DatasetCatalog, DatasetMapper
 from detectron2.modeling import build_model
 from detectron2.utils.events import EventStorage
 from torchvision.models import vgg16
 
-from conftest import REPO, SYNTHETIC_DA
+from conftest import REPO, SYNTHETIC_DA, run_script
+from da_detect.checkpoint import DACheckpointer
 from da_detect.config import ConfigError, load_config
 from da_detect.engine.trainer import DATrainer
-from da_detect.modeling.vgg import torchvision_vgg16_to_detectron2
 
 CONFIGS = sorted(p for p in (REPO / "configs").rglob("*.yaml"))
 
@@ -62,19 +61,22 @@ def test_adaptation_settings_have_source_only_twins():
 
 def test_vgg16_starts_from_a_torchvision_checkpoint_and_trains(tmp_path):
     torchvision_weights = vgg16(weights=None).state_dict()
-    torch.save({"model": torchvision_vgg16_to_detectron2(torchvision_weights)},
-               tmp_path / "vgg16.pth")
+    torch.save(torchvision_weights, tmp_path / "vgg16-torchvision.pth")  # as torchvision's file
+    run_script("tools/convert_vgg16.py", tmp_path / "vgg16-torchvision.pth", tmp_path / "vgg16.pth")
     cfg = load_config(str(REPO / "configs" / "cityscapes_to_foggy" / "da_faster_rcnn_VGG16.yaml"),
                       ["MODEL.DEVICE", "cpu", "MODEL.ROI_HEADS.NUM_CLASSES", "3",
                        "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "8",
                        "MODEL.DA.INSTANCE.REGIONS_PER_IMAGE", "4",
                        "INPUT.MIN_SIZE_TRAIN", "(128,)", "INPUT.MAX_SIZE_TRAIN", "160"])
     model = build_model(cfg)
-    DetectionCheckpointer(model).load(str(tmp_path / "vgg16.pth"))
-    loaded = model.backbone.features[0].weight
-    assert torch.equal(loaded, torchvision_weights["features.0.weight"])
+    checkpointer = DACheckpointer(model)  # weights_only: the converted file needs no unpickling
+    checkpointer.load(str(tmp_path / "vgg16.pth"))
+    checkpointer.require_some_weights()
+    frozen, trained = model.backbone.features[0].weight, model.backbone.features[10].weight
+    assert torch.equal(frozen, torchvision_weights["features.0.weight"])
+    assert torch.equal(trained, torchvision_weights["features.10.weight"])
     assert torch.equal(model.roi_heads.box_head.fc2.weight, torchvision_weights["classifier.3.weight"])
-    assert not loaded.requires_grad and model.backbone.features[10].weight.requires_grad
+    assert not frozen.requires_grad and trained.requires_grad
 
     mapper = DatasetMapper(cfg, is_train=True)
     batch = [dict(mapper(copy.deepcopy(d)), domain=domain) for domain, name in
@@ -84,4 +86,8 @@ def test_vgg16_starts_from_a_torchvision_checkpoint_and_trains(tmp_path):
         losses = model.train()(batch)
     assert {"loss_cls", "loss_da_image", "loss_da_instance", "loss_da_consistency"} <= set(losses)
     sum(losses.values()).backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    torch.optim.SGD(model.parameters(), lr=0.01).step()  # one step: the trainable layers move
+    assert torch.equal(frozen, torchvision_weights["features.0.weight"])
+    assert not torch.equal(trained, torchvision_weights["features.10.weight"])
     assert model.instance_classifier.fc1.in_features == 4096

@@ -1,5 +1,6 @@
 """DomainAdaptiveRCNN: gradient reversal, classifier shapes, losses and deployment equivalence."""
 import copy
+import math
 
 import pytest
 import torch
@@ -159,9 +160,20 @@ def test_c4_model_trains_on_source_and_target(inputs):
                   "MODEL.ROI_HEADS.NUM_CLASSES", "3", "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "16",
                   "DATASETS.TRAIN", "('synthetic_clean_train',)")
     source, target = inputs
-    losses = train_losses(build_model(cfg).train(), source[:1] + target[:1])
+    model = build_model(cfg).train()
+    torch.manual_seed(0)
+    with EventStorage():
+        losses = model(source[:1] + target[:1])
     assert {"loss_da_image", "loss_da_instance", "loss_da_consistency", "loss_cls"} <= set(losses)
     assert all(torch.isfinite(v) for v in losses.values())
+    # the domain losses reach the backbone's res4 (D_img's input) and res5 (in the ROI head)
+    model.zero_grad()
+    sum(losses[k] for k in ("loss_da_image", "loss_da_instance", "loss_da_consistency")).backward()
+    for module in (model.backbone.res4, model.roi_heads.res5, model.image_classifiers,
+                   model.instance_classifier):
+        grads = [p.grad for p in module.parameters() if p.requires_grad]
+        assert grads and all(g is not None and torch.isfinite(g).all() for g in grads)
+        assert any(g.abs().sum() > 0 for g in grads)
 
 
 def test_domain_labels_are_zero_for_source_and_one_for_target(da_cfg, inputs, monkeypatch):
@@ -235,14 +247,26 @@ def test_steps_before_start_iter_train_on_the_source_images_alone(inputs):
     assert {"loss_da_image", "loss_da_instance", "loss_da_consistency"} <= set(after)
 
 
-def test_the_dann_ramp_rises_over_the_adapting_steps_alone():
-    model = build_model(cfg_for(SYNTHETIC_DA, "MODEL.DA.START_ITER", "5",
-                                "MODEL.DA.GRL_SCHEDULE", "dann"))
-    progress = []
+def test_the_dann_ramp_rises_over_the_adapting_steps_alone(inputs):
+    cfg = cfg_for(SYNTHETIC_DA, "MODEL.DA.START_ITER", "5", "MODEL.DA.GRL_SCHEDULE", "dann")
+    model = build_model(cfg)
+    model.train()
+    pushes = {}
     for iteration in (0, 5, 10):
         model.set_training_progress(iteration, 15)
-        progress.append(model.training_progress)
-    assert progress == [0.0, 0.0, 0.5]
+        model.zero_grad()
+        with EventStorage() as storage:
+            losses = model(inputs[0] + inputs[1])
+            if "loss_da_image" in losses:
+                losses["loss_da_image"].backward()
+                backbone = sum(p.grad.abs().sum() for p in model.backbone.parameters()
+                               if p.grad is not None)
+                pushes[iteration] = (storage.latest()["da/grl_lambda_image"][0], backbone)
+    assert set(pushes) == {5, 10}  # source-only before START_ITER
+    # progress 0 at START_ITER, 0.5 halfway from it to the end: 2 / (1 + exp(-10 * p)) - 1
+    assert pushes[5] == (0.0, 0.0)
+    expected = cfg.MODEL.DA.IMAGE.GRL_LAMBDA * (2 / (1 + math.exp(-10 * 0.5)) - 1)
+    assert pushes[10][0] == pytest.approx(expected) and pushes[10][1] > 0
 
 
 def test_a_box_head_without_fc_layers_feeds_d_ins_its_flattened_conv_output(inputs):

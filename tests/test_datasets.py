@@ -1,9 +1,12 @@
 """Loaders of the real benchmarks on small trees in their exact native layouts and formats."""
 import json
+import os
+import shutil
 import struct
 import subprocess
 import sys
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -376,8 +379,12 @@ def test_domain_entries_that_cannot_work_are_refused_when_the_config_loads(tmp_p
         load_config(str(SYNTHETIC_FPN), [
             "DATASETS.IMAGE_FOLDER_DOMAINS", f"[['frames', '{tmp_path}/frames']]",
             "DATASETS.VOC_DOMAINS", f"[['frames', '{tmp_path}/voc', '', 'car']]"])
-    load_config(str(SYNTHETIC_FPN), ["DATASETS.IMAGE_FOLDER_DOMAINS",
-                                     f"[['frames', '{tmp_path}/frames']]"])  # again: replaced
+    frames = ["DATASETS.IMAGE_FOLDER_DOMAINS", f"[['frames', '{tmp_path}/frames']]"]
+    load_config(str(SYNTHETIC_FPN), frames)
+    assert len(DatasetCatalog.get("frames")) == 1
+    write_image(tmp_path / "frames" / "b.png", 40, 30)
+    load_config(str(SYNTHETIC_FPN), frames)  # a later config naming it again replaces it
+    assert len(DatasetCatalog.get("frames")) == 2
 
 
 def coco_json(path, categories, annotations=()):
@@ -449,12 +456,38 @@ def test_parsed_dicts_are_cached_until_a_file_or_the_loader_code_changes(tmp_pat
     assert loaded() == loaded() == [{"label": "a"}] and builds == ["a"]
     source.write_text("bb")
     assert loaded() == [{"label": "bb"}] and builds == ["a", "bb"]
+    written = source.stat().st_mtime_ns
+    source.write_text("cc")  # the same size: told apart by the time it was written
+    os.utime(source, ns=(written + 10**9, written + 10**9))
+    assert loaded() == [{"label": "cc"}] and builds == ["a", "bb", "cc"]
+    source.write_text("bb")
+    assert loaded() == [{"label": "bb"}] and builds == ["a", "bb", "cc", "bb"]
     version = cache.loader_code_digest()[:8]
     monkeypatch.setattr(cache, "loader_code_digest", lambda: "another version of the loaders")
-    assert loaded() == [{"label": "bb"}] and builds == ["a", "bb", "bb"]
+    assert loaded() == [{"label": "bb"}] and builds == ["a", "bb", "cc", "bb", "bb"]
     # one entry per name and loaders' version: the stale ones are gone; the other version's
     # (another checkout's) and another name's, one that starts alike, are kept
     cache.cached("split-b", {}, [], lambda: ([], []))
     entries = sorted(p.name[:-len("0123456789abcdef.pkl")] for p in
                      (tmp_path / "cache").glob("split-*.pkl"))
     assert entries == sorted(["split-another -", "split-b-another -", f"split-{version}-"])
+
+
+def test_the_loader_code_digest_follows_the_loaders_source(tmp_path, monkeypatch):
+    from da_detect.data import cache
+
+    copy = tmp_path / "data"
+    shutil.copytree(Path(cache.__file__).parent, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(cache, "__file__", str(copy / "cache.py"))
+    digests = []
+    try:
+        for edit in ("", "# a changed loader\n"):
+            kitti = copy / "kitti.py"
+            kitti.write_text(kitti.read_text() + edit)
+            cache.loader_code_digest.cache_clear()
+            digests.append(cache.loader_code_digest())
+    finally:
+        cache.loader_code_digest.cache_clear()
+    assert digests[0] != digests[1]
+    monkeypatch.undo()
+    assert cache.loader_code_digest() == digests[0]  # the copy as it was: the package's code

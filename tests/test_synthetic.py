@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
+from da_detect.data import synthetic
 from da_detect.data.synthetic import (
     CLASSES,
     DOMAIN_STYLES,
@@ -117,17 +118,24 @@ def test_split_is_cached_and_regenerated_when_stale(tmp_path):
     assert json.loads(json_path.read_text())["info"]["generator"]["code"] == code
 
 
-def test_a_process_generating_a_split_makes_the_others_wait(tmp_path):
+def test_a_process_generating_a_split_makes_the_others_wait(tmp_path, monkeypatch):
     spec = SplitSpec("clean", "val", 2)
     (tmp_path / "clean").mkdir()
+    generating = threading.Event()
+
+    def write_split_seen(*args):
+        generating.set()
+        return write_split(*args)
+
+    monkeypatch.setattr(synthetic, "write_split", write_split_seen)
     with open(tmp_path / "clean" / "val.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # as a process generating the split holds it
         waiting = threading.Thread(target=ensure_split, args=(spec, tmp_path))
         waiting.start()
-        waiting.join(timeout=1.0)
-        assert waiting.is_alive() and not (tmp_path / "clean" / "val.json").exists()
+        # without the lock it would start generating at once, long before this second is over
+        assert not generating.wait(timeout=1.0) and waiting.is_alive()
     waiting.join(timeout=60)
-    assert not waiting.is_alive() and (tmp_path / "clean" / "val.json").exists()
+    assert generating.is_set() and (tmp_path / "clean" / "val.json").exists()
 
 
 def test_registered_domains_share_classes():
