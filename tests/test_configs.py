@@ -48,6 +48,19 @@ def test_scaling_to_more_processes_scales_the_target_batch_and_the_adaptation_st
         load_config(str(SYNTHETIC_DA), opts + ["SOLVER.TARGET_IMS_PER_BATCH", "3"])
 
 
+def test_the_real_benchmark_configs_scale_to_the_readmes_eight_processes():
+    for config, (batch, lr, max_iter) in {
+            "cityscapes_to_foggy/da_faster_rcnn_VGG16.yaml": (8, 0.008, 8750),
+            "cityscapes_to_foggy/faster_rcnn_VGG16_source_only.yaml": (8, 0.008, 8750),
+            "cityscapes_to_foggy/da_faster_rcnn_R50_FPN.yaml": (16, 0.04, 6250)}.items():
+        scaled = DATrainer.auto_scale_workers(load_config(str(REPO / "configs" / config)), 8)
+        solver = scaled.SOLVER
+        assert (solver.IMS_PER_BATCH, solver.BASE_LR, solver.MAX_ITER) == (
+            batch, pytest.approx(lr), max_iter), config
+        if scaled.DATASETS.TARGET_TRAIN:
+            assert solver.TARGET_IMS_PER_BATCH == batch, config
+
+
 def test_adaptation_settings_have_source_only_twins():
     for setting in ("sim10k_to_cityscapes", "kitti_to_cityscapes", "cityscapes_to_kitti",
                     "cityscapes_to_foggy"):
