@@ -5,10 +5,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [ ! -x .venv/bin/python ]; then
-  python3 -m venv .venv
-fi
 PY=.venv/bin/python
+# (re)made where absent, or left without pip by a failed earlier try (no python3-venv package)
+if [ ! -x "$PY" ] || ! "$PY" -m pip --version >/dev/null 2>&1; then
+  python3 -m venv --clear .venv
+fi
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
 # Every release pinned (tools/constraints.txt): a new release cannot move the README's figures.
@@ -18,9 +19,10 @@ export PIP_CONSTRAINT="$PWD/tools/constraints.txt"
 "$PY" tools/install_detectron2.py
 # Re-install da-detect (and its dependencies) only when setup.py or the pins changed.
 stamp=.venv/.da-detect-setup.sha256
-if ! sha256sum --check --status "$stamp" 2>/dev/null; then
+setup=$(sha256sum setup.py tools/constraints.txt)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$setup" ]; then
   "$PY" -m pip install --quiet -e ".[test]"
-  sha256sum setup.py tools/constraints.txt > "$stamp"
+  echo "$setup" > "$stamp"
 fi
 
 if [ $# -gt 0 ]; then
