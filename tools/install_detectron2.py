@@ -16,6 +16,7 @@ Only the standard library is used: this runs before anything else is installed.
 """
 import argparse
 import hashlib
+import html.parser
 import json
 import subprocess
 import sys
@@ -48,7 +49,11 @@ include = ["detectron2*"]
 """
 
 
-class ArchiveHashMismatch(RuntimeError):
+class InstallError(RuntimeError):
+    """What stops the installation; the message says what, and names the file or URL."""
+
+
+class ArchiveHashMismatch(InstallError):
     """The downloaded archive is not the one whose sha256 is pinned."""
 
 
@@ -80,10 +85,13 @@ def stage_package(archive, expected_sha256, staging_dir):
     with tarfile.open(archive, "r:gz") as tar:
         members = [m for m in tar.getmembers() if _package_path(m.name) is not None]
         if not members:
-            raise RuntimeError(f"{archive}: no detectron2/ package inside the archive")
+            raise InstallError(f"{archive}: no detectron2/ package inside the archive")
+        # the archive is the pinned one (checked above); Python releases before the extraction
+        # filters (3.9.17, 3.10.12, 3.11.4) extract it as it is
+        safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
         for member in members:
             member.name = _package_path(member.name)
-            tar.extract(member, staging_dir, filter="data")
+            tar.extract(member, staging_dir, **safe)
     (staging_dir / "pyproject.toml").write_text(
         PYPROJECT.format(version=SDIST_VERSION, sdist=SDIST_NAME)
     )
@@ -99,7 +107,13 @@ def _package_path(name):
 
 
 def detectron2_importable(python):
-    return subprocess.run([python, "-c", "import detectron2"], capture_output=True).returncode == 0
+    """Whether ``python`` imports an installed detectron2 package: not merely a folder named
+    detectron2 in the current directory (a clone to build from source), which imports as an empty
+    namespace package."""
+    probe = "import sys, detectron2; sys.exit(getattr(detectron2, '__file__', None) is None)"
+    with tempfile.TemporaryDirectory() as elsewhere:
+        return subprocess.run([python, "-c", probe], capture_output=True,
+                              cwd=elsewhere).returncode == 0
 
 
 def index_url(python):
@@ -117,24 +131,53 @@ def index_url(python):
     return out.stdout.strip().rstrip("/")
 
 
+class _Links(html.parser.HTMLParser):
+    """The (text, href) of every link of a PEP 503 HTML project page."""
+
+    def __init__(self):
+        super().__init__()
+        self.links, self._href = [], None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "a":
+            self._href = dict(attrs).get("href")
+
+    def handle_data(self, data):
+        if self._href is not None:
+            self.links.append((data.strip(), self._href))
+            self._href = None
+
+
+def file_urls(page, content_type):
+    """filename -> URL of a simple-API project page: PEP 691 JSON, or PEP 503 HTML."""
+    if "json" in content_type:
+        return {f["filename"]: f["url"] for f in json.loads(page)["files"]}
+    links = _Links()
+    links.feed(page)
+    return dict(links.links)
+
+
 def download_sdist(python, dest):
-    """Download the pinned sdist from the configured index (PEP 691 JSON simple API).
+    """Download the pinned sdist from the configured index (its simple API, JSON or HTML).
 
     pip itself cannot download it: preparing its metadata fails on a direct-URL extra.
     """
     project_url = f"{index_url(python)}/{SDIST_NAME}/"
-    request = urllib.request.Request(
-        project_url, headers={"Accept": "application/vnd.pypi.simple.v1+json"}
-    )
-    with urllib.request.urlopen(request, timeout=120) as response:
-        files = json.load(response)["files"]
+    request = urllib.request.Request(project_url, headers={
+        "Accept": "application/vnd.pypi.simple.v1+json, text/html;q=0.1"})
     filename = f"{SDIST_NAME}-{SDIST_VERSION}.tar.gz"
-    urls = [f["url"] for f in files if f["filename"] == filename]
-    if not urls:
-        raise RuntimeError(f"{project_url} lists no {filename}")
-    archive = Path(dest) / filename
-    with urllib.request.urlopen(urllib.parse.urljoin(project_url, urls[0]), timeout=600) as r:
-        archive.write_bytes(r.read())
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            urls = file_urls(response.read().decode(), response.headers.get("Content-Type", ""))
+        if filename not in urls:
+            raise InstallError(f"{project_url} lists no {filename}")
+        archive = Path(dest) / filename
+        url = urllib.parse.urljoin(project_url, urls[filename])
+        with urllib.request.urlopen(url, timeout=600) as response:
+            archive.write_bytes(response.read())
+    except (OSError, ValueError, KeyError) as e:  # URLError is an OSError; bad JSON a ValueError
+        raise InstallError(f"cannot download {filename} from {project_url}: {e!r} (or give "
+                           f"a local copy with --archive)") from e
     return archive
 
 
@@ -148,6 +191,8 @@ def main(argv=None):
     if not args.force and detectron2_importable(args.python):
         print("detectron2 already importable: keeping it.")
         return 0
+    if args.archive and not Path(args.archive).is_file():
+        raise InstallError(f"--archive {args.archive}: no such file")
     with tempfile.TemporaryDirectory(prefix="detectron2-") as tmp:
         archive = args.archive or download_sdist(args.python, tmp)
         staging = stage_package(archive, SDIST_SHA256, Path(tmp) / "staging")
@@ -161,5 +206,5 @@ def main(argv=None):
 if __name__ == "__main__":
     try:
         sys.exit(main())
-    except ArchiveHashMismatch as e:
+    except InstallError as e:
         sys.exit(f"error: {e}")
