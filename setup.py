@@ -8,13 +8,13 @@ setup(
     name="da-detect",
     version="0.1.0",
     description="Domain adaptive object detection (DA Faster R-CNN) on detectron2",
-    long_description=open("README.md").read(),
+    long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.9",
     packages=find_packages(include=["da_detect", "da_detect.*"]),
     install_requires=[
-        "torch>=1.10",
-        "torchvision>=0.11",
+        "torch>=1.13",  # torch.load(weights_only=...)
+        "torchvision>=0.14",  # vgg16(weights=...)
         # What detectron2 v0.6 imports at run time (its own install_requires, less `black`).
         "fvcore>=0.1.5,<0.1.6",
         "iopath>=0.1.7,<0.1.10",
@@ -34,7 +34,7 @@ setup(
         # da-detect's own.
         "numpy",
         "opencv-python-headless",
-        "albumentations",
+        "albumentations>=2.0",  # RandomFog(fog_coef_range=...), as the configs use it
         "wandb",
         "cityscapesscripts",
     ],
