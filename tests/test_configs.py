@@ -6,7 +6,7 @@ import torch
 from detectron2.data import DatasetCatalog, DatasetMapper
 from detectron2.modeling import build_model
 from detectron2.utils.events import EventStorage
-from torchvision.models import vgg16
+from torchvision.models import vgg16, vgg16_bn
 
 from conftest import REPO, SYNTHETIC_DA, run_script
 from da_detect.checkpoint import DACheckpointer
@@ -48,6 +48,36 @@ def test_scaling_to_more_processes_scales_the_target_batch_and_the_adaptation_st
         load_config(str(SYNTHETIC_DA), opts + ["SOLVER.TARGET_IMS_PER_BATCH", "3"])
 
 
+def test_convert_vgg16_names_an_input_that_is_no_torchvision_vgg16(tmp_path):
+    weights = vgg16(weights=None).state_dict()
+    inputs = {"missing.pth": None, "text.pth": "not weights",
+              "partial.pth": {k: v for k, v in weights.items() if k.startswith("features.0.")},
+              "vgg16_bn.pth": vgg16_bn(weights=None).state_dict(),
+              "narrow.pth": {**weights, "classifier.3.weight": torch.zeros(10, 4096)}}
+    errors = {}
+    for name, content in inputs.items():
+        if isinstance(content, str):
+            (tmp_path / name).write_text(content)
+        elif content is not None:
+            torch.save(content, tmp_path / name)
+        result = run_script("tools/convert_vgg16.py", tmp_path / name, tmp_path / "out.pth",
+                            check=False)
+        assert result.returncode == 1 and "Traceback" not in result.stderr, name
+        errors[name] = result.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "out.pth").exists()
+    prefix = f"error: {tmp_path}/"
+    assert errors == {
+        "missing.pth": f"{prefix}missing.pth: no such file",
+        "text.pth": f"{prefix}text.pth: not a readable weights file (UnpicklingError)",
+        "partial.pth": f"{prefix}partial.pth: not a torchvision VGG16 state dict: 28 of its 30 "
+                       f"tensors missing (features.2.weight, features.2.bias, features.5.weight, ...)",
+        "vgg16_bn.pth": f"{prefix}vgg16_bn.pth: not a torchvision VGG16 state dict: 10 of its "
+                        f"30 tensors missing (features.2.weight, features.2.bias, "
+                        f"features.5.weight, ...)",
+        "narrow.pth": f"{prefix}narrow.pth: not a torchvision VGG16 state dict: "
+                      f"classifier.3.weight is (10, 4096), VGG16's is (4096, 4096)"}
+
+
 def test_the_real_benchmark_configs_scale_to_the_readmes_eight_processes():
     for config, (batch, lr, max_iter) in {
             "cityscapes_to_foggy/da_faster_rcnn_VGG16.yaml": (8, 0.008, 8750),
@@ -75,7 +105,8 @@ def test_adaptation_settings_have_source_only_twins():
 def test_vgg16_starts_from_a_torchvision_checkpoint_and_trains(tmp_path):
     torchvision_weights = vgg16(weights=None).state_dict()
     torch.save(torchvision_weights, tmp_path / "vgg16-torchvision.pth")  # as torchvision's file
-    run_script("tools/convert_vgg16.py", tmp_path / "vgg16-torchvision.pth", tmp_path / "vgg16.pth")
+    converted = tmp_path / "output" / "vgg16.pth"  # into a folder not there yet
+    run_script("tools/convert_vgg16.py", tmp_path / "vgg16-torchvision.pth", converted)
     cfg = load_config(str(REPO / "configs" / "cityscapes_to_foggy" / "da_faster_rcnn_VGG16.yaml"),
                       ["MODEL.DEVICE", "cpu", "MODEL.ROI_HEADS.NUM_CLASSES", "3",
                        "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "8",
@@ -83,7 +114,7 @@ def test_vgg16_starts_from_a_torchvision_checkpoint_and_trains(tmp_path):
                        "INPUT.MIN_SIZE_TRAIN", "(128,)", "INPUT.MAX_SIZE_TRAIN", "160"])
     model = build_model(cfg)
     checkpointer = DACheckpointer(model)  # weights_only: the converted file needs no unpickling
-    checkpointer.load(str(tmp_path / "vgg16.pth"))
+    checkpointer.load(str(converted))
     checkpointer.require_some_weights()
     frozen, trained = model.backbone.features[0].weight, model.backbone.features[10].weight
     assert torch.equal(frozen, torchvision_weights["features.0.weight"])

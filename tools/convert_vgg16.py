@@ -5,10 +5,13 @@ MODEL.WEIGHTS for the VGG16 configs:
     python tools/convert_vgg16.py vgg16-397923af.pth output/vgg16_imagenet.pth
 """
 import argparse
+import sys
+from pathlib import Path
 
 import torch
 
 import da_detect  # noqa: F401
+from da_detect.atomic_file import atomic_open
 from da_detect.modeling.vgg import torchvision_vgg16_to_detectron2
 
 
@@ -17,10 +20,23 @@ def main():
     parser.add_argument("input")
     parser.add_argument("output")
     args = parser.parse_args()
-    state_dict = torch.load(args.input, map_location="cpu", weights_only=True)
-    model = torchvision_vgg16_to_detectron2(state_dict)
-    torch.save({"model": model, "__author__": "torchvision"}, args.output)
-    print(f"wrote {len(model)} tensors to {args.output}")
+    try:
+        state_dict = torch.load(args.input, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        sys.exit(f"error: {args.input}: no such file")
+    except Exception as e:  # not a torch file, damaged, or a pickle weights_only refuses
+        sys.exit(f"error: {args.input}: not a readable weights file ({type(e).__name__})")
+    try:
+        if not isinstance(state_dict, dict):
+            raise ValueError(f"not a torchvision VGG16 state dict: a {type(state_dict).__name__}")
+        model = torchvision_vgg16_to_detectron2(state_dict)
+    except ValueError as e:
+        sys.exit(f"error: {args.input}: {e}")
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_open(output, "wb") as f:
+        torch.save({"model": model, "__author__": "torchvision"}, f)
+    print(f"wrote {len(model)} tensors to {output}")
 
 
 if __name__ == "__main__":

@@ -40,15 +40,25 @@ def torchvision_vgg16_to_detectron2(state_dict):
 
     ``features.*`` become the backbone's; ``classifier.0`` / ``classifier.3`` (fc6, fc7) become
     the box head's ``fc1`` / ``fc2`` (MODEL.ROI_BOX_HEAD: NUM_FC 2, FC_DIM 4096, 7x7 pooling);
-    the ImageNet classifier ``classifier.6`` is dropped.
+    the ImageNet classifier ``classifier.6`` is dropped. A ValueError names what is missing or of
+    another shape than VGG16's (e.g. a VGG16-BN or VGG19 file).
     """
+    expected = {k: v.shape for k, v in vgg16(weights=None).state_dict().items()
+                if not k.startswith("classifier.6.")}
+    missing = [k for k in expected if k not in state_dict]
+    if missing:
+        raise ValueError(f"not a torchvision VGG16 state dict: {len(missing)} of its "
+                         f"{len(expected)} tensors missing ({', '.join(missing[:3])}, ...)")
+    misshapen = [k for k in expected if tuple(state_dict[k].shape) != tuple(expected[k])]
+    if misshapen:
+        k = misshapen[0]
+        raise ValueError(f"not a torchvision VGG16 state dict: {k} is {tuple(state_dict[k].shape)}"
+                         f", VGG16's is {tuple(expected[k])}")
     renamed = {}
-    for key, value in state_dict.items():
+    for key in expected:
         if key.startswith("features."):
-            renamed["backbone." + key] = value
-        elif key.startswith(("classifier.0.", "classifier.3.")):
+            renamed["backbone." + key] = state_dict[key]
+        else:
             fc = "fc1" if key.startswith("classifier.0.") else "fc2"
-            renamed[f"roi_heads.box_head.{fc}.{key.split('.')[-1]}"] = value
-    if not renamed:
-        raise ValueError("not a torchvision VGG16 state dict: no 'features.*' or 'classifier.*' keys")
+            renamed[f"roi_heads.box_head.{fc}.{key.split('.')[-1]}"] = state_dict[key]
     return renamed
