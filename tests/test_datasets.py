@@ -428,14 +428,21 @@ def test_check_dataset_tool_reports_counts_and_problems(tmp_path):
     kitti_tree(tmp_path / "kitti", "000000", KITTI_LINES)
     kitti_tree(tmp_path / "kitti", "000001", ["Car 1 2 3"])
     result = subprocess.run([sys.executable, str(REPO / "tools" / "check_dataset.py"),
-                             "kitti_car_train", "cityscapes_val"], capture_output=True, text=True,
+                             "kitti_car_train", "cityscapes_val", "coco_2017_val",
+                             "kitti_car_trian"],
+                            capture_output=True, text=True, cwd=tmp_path,
                             env={"DA_DETECT_DATASETS": str(tmp_path),
                                  "DA_DETECT_CACHE": str(tmp_path / "cache"), "PATH": ""})
-    assert result.returncode == 1
+    assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "kitti_car_train: 1 images, 3 boxes" in result.stdout
     assert "| car (crowd/ignore) |       2 |" in result.stdout
     assert "000001.txt:1: expected 15 columns, found 4" in result.stdout
     assert "cityscapes_val: cannot be read: Cityscapes images: expected the folder" in result.stdout
+    # detectron2's own splits, read by its loaders, and a misspelt name
+    assert ("coco_2017_val: cannot be read: FileNotFoundError: [Errno 2] No such file or "
+            "directory: 'datasets/coco/annotations/instances_val2017.json'") in result.stdout
+    assert ("kitti_car_trian: not a registered dataset name (did you mean kitti_car_train"
+            in result.stdout)
 
 
 def test_parsed_dicts_are_cached_until_a_file_or_the_loader_code_changes(tmp_path, monkeypatch):

@@ -13,6 +13,7 @@ Exits non-zero if a split cannot be read at all or any problem was met.
 """
 import argparse
 import collections
+import difflib
 import sys
 
 import da_detect  # noqa: F401
@@ -59,13 +60,21 @@ def main():
     failed = False
     for name in args.datasets:
         if name not in DatasetCatalog.list():
-            print(f"{name}: not a registered dataset name")
+            close = difflib.get_close_matches(name, DatasetCatalog.list(), n=3)
+            print(f"{name}: not a registered dataset name"
+                  + (f" (did you mean {', '.join(close)}?)" if close else ""))
             failed = True
             continue
         try:
             images, boxes, problems = check(name, args.read_images)
         except DatasetError as e:
             print(f"{name}: cannot be read: {e}")
+            failed = True
+            continue
+        except Exception as e:  # detectron2's own loaders (coco_2017_val, ...) raise anything
+            if registered_here(name):
+                raise
+            print(f"{name}: cannot be read: {type(e).__name__}: {e}")
             failed = True
             continue
         print(f"{name}: {images} images, {sum(boxes.values())} boxes")
