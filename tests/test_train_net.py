@@ -237,6 +237,14 @@ def test_infer_refuses_to_draw_over_its_input_or_to_run_without_weights(trained,
     assert without_weights.stderr.strip().splitlines()[-1].startswith(
         "error: MODEL.WEIGHTS is empty")
     assert not (tmp_path / "out").exists()
+    # an image whose header reads but whose pixels do not: nothing detected is a failure
+    (folder / image.name).write_bytes(image.read_bytes()[:len(image.read_bytes()) // 2])
+    undecodable = subprocess.run(infer + ["--output", str(tmp_path / "out"), "MODEL.WEIGHTS",
+                                          str(out / "model_final.pth")],
+                                 capture_output=True, text=True, cwd=REPO)
+    assert undecodable.returncode == 1 and undecodable.stderr.strip().splitlines()[-1] == (
+        f"error: none of the 1 images in {folder} could be decoded (named above)")
+    assert not (tmp_path / "out" / "detections.json").exists()
 
 
 def test_visualize_writes_detection_panels_and_feature_plot(trained, tmp_path):
@@ -248,6 +256,12 @@ def test_visualize_writes_detection_panels_and_feature_plot(trained, tmp_path):
          "--images", "2", "--features", "12", "--score-threshold", "0.05"],
         capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 0, result.stderr[-3000:]
+    too_few = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "visualize.py"), "--config-file", str(SYNTHETIC_DA),
+         "--source-only", str(weights), "--adapted", str(weights), "--output", str(tmp_path),
+         "--features", "1"], capture_output=True, text=True, cwd=REPO)
+    assert too_few.returncode == 2 and too_few.stderr.strip().endswith(
+        "argument --features: 1: must be at least 2")
     panels = sorted(tmp_path.glob("detections_*.png"))
     assert len(panels) == 2
     for png in panels + [tmp_path / "features.png"]:

@@ -88,6 +88,9 @@ def main():
                                 args.score_threshold)
         Image.fromarray(drawn).save(args.output / Path(record["file_name"]).name)
     problems.log(args.input)
+    if not detected:
+        sys.exit(f"error: none of the {len(records)} images in {args.input} could be decoded "
+                 f"(named above)")
     coco = coco_detections(detected, outputs, classes,
                            category_ids(cfg.DATASETS.TRAIN[0], len(classes)), args.score_threshold)
     (args.output / "detections.json").write_text(json.dumps(coco))

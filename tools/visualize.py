@@ -38,6 +38,16 @@ def predictor(cfg, weights):
     return Predictor(cfg)
 
 
+def at_least(minimum):
+    """An argparse type: an integer no smaller than ``minimum``."""
+    def integer(text):
+        value = int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value}: must be at least {minimum}")
+        return value
+    return integer
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config-file", required=True)
@@ -46,8 +56,9 @@ def main():
     parser.add_argument("--output", required=True, type=Path)
     parser.add_argument("--source-split", help="default: the config's first DATASETS.TEST")
     parser.add_argument("--target-split", help="default: the config's last DATASETS.TEST")
-    parser.add_argument("--images", type=int, default=4, help="target images to draw")
-    parser.add_argument("--features", type=int, default=100, help="images per domain to embed")
+    parser.add_argument("--images", type=at_least(1), default=4, help="target images to draw")
+    parser.add_argument("--features", type=at_least(2), default=100,
+                        help="images per domain to embed (t-SNE; at least 2)")
     parser.add_argument("--score-threshold", type=float, default=0.5)
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     args = parser.parse_args()
@@ -86,6 +97,9 @@ def main():
             for name, model in models.items():
                 embeddings[name].append(model.backbone_embedding(image))
     problems.log(f"{source_split} and {target_split}")
+    if min(domains.count("source"), domains.count("target")) < 2:
+        sys.exit(f"error: fewer than 2 readable images of {source_split} or {target_split} to "
+                 f"embed (named above): no t-SNE")
     save_feature_plot(args.output / "features.png", list(embeddings.values()), domains,
                       [f"{name}: {source_split} vs {target_split}" for name in models])
     print(f"pictures written to {args.output}")
