@@ -137,6 +137,18 @@ def voc_xml(size, objects):
     return ET.tostring(root)
 
 
+def voc_well_formed(size, objects):
+    """Whether the file is one a VOC reader must take: its size absent or the image's, every object
+    of a SIM10K class with a whole 1-based integer box inside the image."""
+    def pixel(text, limit):
+        return text.isdigit() and 1 <= int(text) <= limit
+    return size in (None, (str(WIDTH), str(HEIGHT))) and all(
+        o["drop"] is None and o["name"] in voc.SIM10K_CLASSES and o["difficult"] != "x"
+        and all(pixel(c, limit) for c, limit in zip(o["coords"], (WIDTH, HEIGHT) * 2))
+        and int(o["coords"][0]) < int(o["coords"][2]) and int(o["coords"][1]) < int(o["coords"][3])
+        for o in objects)
+
+
 @SETTINGS
 @given(size=st.one_of(st.none(), st.tuples(number_text, number_text),
                       st.just((str(WIDTH), str(HEIGHT)))),
@@ -153,6 +165,7 @@ def test_voc_malformed_annotations(size, objects, raw):
         assert outcome is not None
         dicts, problems = outcome
         if not dicts:
+            assert raw is not None or not voc_well_formed(size, objects)
             assert len(problems) == 1 and problems[0][0] == str(xml)
             return
         (record,) = dicts
@@ -177,12 +190,26 @@ cityscapes_object = st.one_of(
     st.dictionaries(st.sampled_from(["label", "polygon", "deleted"]),
                     st.one_of(st.integers(), st.text(max_size=4), st.none()), max_size=3),
     st.integers(), st.text(max_size=4))
-cityscapes_size = st.one_of(st.just(HEIGHT), st.integers(-5, 100), st.floats(), st.text(max_size=3))
+cityscapes_size = st.one_of(st.integers(-5, 100), st.floats(), st.text(max_size=3))
+
+
+def cityscapes_well_formed(document):
+    """Whether the file is one a Cityscapes reader must take: the image's size, and a list of
+    objects each with a label and a polygon of at least three points inside the image."""
+    def point_inside(point):
+        return (all(isinstance(v, int) for v in point) and 0 <= point[0] < WIDTH
+                and 0 <= point[1] < HEIGHT)
+    return (isinstance(document, dict) and document["imgWidth"] == WIDTH
+            and document["imgHeight"] == HEIGHT and isinstance(document["objects"], list)
+            and all(isinstance(o, dict) and isinstance(o.get("label"), str)
+                    and isinstance(o.get("polygon"), list) and len(o["polygon"]) >= 3
+                    and all(map(point_inside, o["polygon"])) for o in document["objects"]))
 
 
 @SETTINGS
 @given(document=st.one_of(
-    st.fixed_dictionaries({"imgHeight": cityscapes_size, "imgWidth": cityscapes_size,
+    st.fixed_dictionaries({"imgHeight": st.one_of(st.just(HEIGHT), cityscapes_size),
+                           "imgWidth": st.one_of(st.just(WIDTH), cityscapes_size),
                            "objects": st.one_of(st.lists(cityscapes_object, max_size=4),
                                                 st.integers())}),
     st.text(max_size=20).map(json.dumps)))
@@ -198,10 +225,12 @@ def test_cityscapes_malformed_polygon_files(document):
         assert outcome is not None
         dicts, problems = outcome
         if not dicts:
+            assert not cityscapes_well_formed(document)
             assert len(problems) == 1 and problems[0][0] == str(gt)
             return
         (record,) = dicts
         objects = [o for o in document["objects"] if not o.get("deleted", 0)]
+        assert len(record["annotations"]) <= len(objects)
         for annotation in record["annotations"]:
             assert_sound_box(annotation["bbox"], record["width"], record["height"])
             # Inside the bounding box of some polygon of its class.
