@@ -2,6 +2,7 @@
 set before da_detect is imported so that its registrations point there."""
 import os
 import socket
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -48,6 +49,31 @@ def torchrun_two_processes(script, *args):
     return [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node",
             "2", "--master_addr", "127.0.0.1", "--master_port", str(port), str(REPO / script),
             *map(str, args)]
+
+
+def wandb_records(path):
+    """The Record protobufs of a .wandb file: a 7-byte header (":W&B", magic, version), then a
+    LevelDB-style log of 32 KiB blocks holding chunks with a 7-byte header (crc32, length, type:
+    1 full, 2 first, 3 middle, 4 last)."""
+    from wandb.proto.wandb_internal_pb2 import Record
+
+    data = path.read_bytes()
+    assert data[:4] == b":W&B"
+    block, records, pending, pos = 32768, [], b"", 7
+    while pos + 7 <= len(data):
+        left = block - pos % block
+        _, length, kind = struct.unpack("<IHB", data[pos:pos + 7]) if left >= 7 else (0, 0, 0)
+        if kind == 0:  # end-of-block padding
+            pos += left
+            continue
+        pending += data[pos + 7:pos + 7 + length]
+        pos += 7 + length
+        if kind in (1, 4):
+            record = Record()
+            record.ParseFromString(pending)
+            records.append(record)
+            pending = b""
+    return records
 
 
 @pytest.fixture(scope="session")

@@ -11,8 +11,9 @@ import torch
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from PIL import Image
 from pycocotools.coco import COCO
+from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
-from conftest import REPO, SYNTHETIC_DA, SYNTHETIC_FPN, run_train_net
+from conftest import REPO, SYNTHETIC_DA, SYNTHETIC_FPN, run_train_net, wandb_records
 
 QUICK = ["SOLVER.WARMUP_ITERS", "10", "SOLVER.STEPS", "()", "DATALOADER.NUM_WORKERS", "0",
          "WANDB.ENABLED", "False",
@@ -98,6 +99,18 @@ def test_a_resumed_run_writes_each_logged_value_once(tmp_path):
     assert all(isinstance(i, int) for i in by_iteration)
     assert {"bbox/AP50" in by_iteration[i] for i in (9, 20, 30)} == {True}
     assert {"total_loss" in by_iteration[i] for i in (19, 29)} == {True}
+    # nor to TensorBoard (an event file per run) or wandb (an offline run per run)
+    scalars = [(value.tag, event.step) for events in sorted(tmp_path.glob("events.out.tfevents.*"))
+               for event in EventFileLoader(str(events)).Load() for value in event.summary.value]
+    wandb_runs = sorted(tmp_path.glob("wandb/offline-run-*/run-*.wandb"))
+    history = [(item.key or "/".join(item.nested_key), record.history.step.num)
+               for run in wandb_runs for record in wandb_records(run)
+               if record.WhichOneof("record_type") == "history"
+               for item in record.history.item if not item.key.startswith("_")]
+    assert len(wandb_runs) == 2
+    for logged in (scalars, history):
+        assert ("total_loss", 29) in logged and ("bbox/AP50", 30) in logged
+        assert len(logged) == len(set(logged))
 
 
 @pytest.mark.parametrize("args,message", [

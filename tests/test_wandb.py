@@ -1,39 +1,14 @@
 """Experiment tracking: a short training run logs its losses and config to an offline wandb run;
 wandb missing or failing to start is a config error."""
 import json
-import struct
 import sys
 
 import pytest
 import wandb
-from wandb.proto import wandb_internal_pb2
 
-from conftest import SYNTHETIC_DA, run_train_net
+from conftest import SYNTHETIC_DA, run_train_net, wandb_records
 from da_detect.config import ConfigError, load_config
 from da_detect.engine.wandb_writer import WandbWriter
-
-
-def read_wandb_records(path):
-    """The Record protobufs of a .wandb file: a 7-byte header (":W&B", magic, version), then a
-    LevelDB-style log of 32 KiB blocks holding chunks with a 7-byte header (crc32, length, type:
-    1 full, 2 first, 3 middle, 4 last)."""
-    data = path.read_bytes()
-    assert data[:4] == b":W&B"
-    block, records, pending, pos = 32768, [], b"", 7
-    while pos + 7 <= len(data):
-        left = block - pos % block
-        _, length, kind = struct.unpack("<IHB", data[pos:pos + 7]) if left >= 7 else (0, 0, 0)
-        if kind == 0:  # end-of-block padding
-            pos += left
-            continue
-        pending += data[pos + 7:pos + 7 + length]
-        pos += 7 + length
-        if kind in (1, 4):
-            record = wandb_internal_pb2.Record()
-            record.ParseFromString(pending)
-            records.append(record)
-            pending = b""
-    return records
 
 
 def test_training_logs_losses_and_config_to_offline_wandb(tmp_path):
@@ -41,7 +16,7 @@ def test_training_logs_losses_and_config_to_offline_wandb(tmp_path):
                   "DATASETS.TEST", "()", "DATALOADER.NUM_WORKERS", "0", "WANDB.NAME", "adapt-test",
                   "OUTPUT_DIR", tmp_path)
     (run_file,) = tmp_path.glob("wandb/offline-run-*/run-*.wandb")
-    records = read_wandb_records(run_file)
+    records = wandb_records(run_file)
     history = [{item.key or "/".join(item.nested_key): item.value_json for item in r.history.item}
                for r in records if r.WhichOneof("record_type") == "history"]
     logged = history[-1]
