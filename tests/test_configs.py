@@ -10,7 +10,7 @@ from torchvision.models import vgg16, vgg16_bn
 
 from conftest import REPO, SYNTHETIC_DA, run_script
 from da_detect.checkpoint import DACheckpointer
-from da_detect.config import ConfigError, load_config
+from da_detect.config import ConfigError, check_adaptation_data, load_config
 from da_detect.engine.trainer import DATrainer
 
 CONFIGS = sorted(p for p in (REPO / "configs").rglob("*.yaml"))
@@ -89,6 +89,18 @@ def test_the_real_benchmark_configs_scale_to_the_readmes_eight_processes():
             batch, pytest.approx(lr), max_iter), config
         if scaled.DATASETS.TARGET_TRAIN:
             assert solver.TARGET_IMS_PER_BATCH == batch, config
+
+
+@pytest.mark.parametrize("key", ["MODEL.RESNETS.NORM", "MODEL.FPN.NORM", "MODEL.ROI_BOX_HEAD.NORM"])
+def test_batch_statistics_norms_are_refused_for_adaptation_only(key):
+    for norm in ("BN", "SyncBN", "naiveSyncBN"):  # detectron2's norms that use batch statistics
+        with pytest.raises(ConfigError, match=f"^{key} = {norm!r}: batch statistics would mix"):
+            check_adaptation_data(load_config(str(SYNTHETIC_DA), [key, norm]))
+        check_adaptation_data(load_config(str(SYNTHETIC_DA), [  # no target images: no mixing
+            key, norm, "MODEL.META_ARCHITECTURE", "GeneralizedRCNN", "MODEL.ROI_HEADS.NAME",
+            "StandardROIHeads", "DATASETS.TARGET_TRAIN", "()"]))
+    for norm in ("FrozenBN", "GN", ""):
+        check_adaptation_data(load_config(str(SYNTHETIC_DA), [key, norm]))
 
 
 def test_adaptation_settings_have_source_only_twins():

@@ -23,6 +23,7 @@ from conftest import (REPO, SHORT_RUN, SYNTHETIC_DA, SYNTHETIC_FPN, run_train_ne
 from da_detect.atomic_file import atomic_open
 from da_detect.checkpoint import CheckpointError, DACheckpointer
 from da_detect.config import load_config
+from da_detect.data.problems import DatasetError, check_same_classes
 from da_detect.engine import DATrainer
 from da_detect.engine.finite_loss import NonFiniteLossError
 
@@ -383,3 +384,15 @@ def test_a_split_with_other_classes_is_refused_before_its_images_are_read(tmp_pa
         "'synthetic_clean_train' has ['car', 'person', 'bus']: the splits a model trains and is "
         "evaluated on must share one class list")
     assert "Starting training" not in result.stdout + result.stderr
+
+
+def test_the_same_classes_in_another_order_are_other_classes():
+    # class ids are positions in the list: bus would be trained as car, car as bus
+    MetadataCatalog.get("reordered_val").set(thing_classes=["bus", "person", "car"])
+    MetadataCatalog.get("same_order_val").set(thing_classes=["car", "person", "bus"])
+    cfg = load_config(str(SYNTHETIC_DA))
+    check_same_classes(cfg, ["same_order_val", "synthetic_foggy_train"])
+    with pytest.raises(DatasetError, match=r"^dataset 'reordered_val' has classes \['bus', "
+                                           r"'person', 'car'\], but 'synthetic_clean_train' has"):
+        check_same_classes(cfg, ["same_order_val", "reordered_val"])
+

@@ -59,6 +59,34 @@ def test_annotations_lie_inside_their_images(domain, tmp_path):
         assert pixels.shape == (im["height"], im["width"], 3)
 
 
+def test_objects_mostly_hidden_by_nearer_ones_are_left_unannotated(monkeypatch):
+    drawn = []  # each object's whole silhouette, in drawing order (far to near)
+
+    def recording(draw):
+        def draw_and_record(rng, image, mask, *args):
+            draw(rng, image, mask, *args)
+            drawn.append(mask > 0)
+        return draw_and_record
+
+    monkeypatch.setattr(synthetic, "_DRAW", {c: recording(d) for c, d in synthetic._DRAW.items()})
+    hidden = 0
+    for index in range(40):
+        drawn.clear()
+        _, boxes = render_scene(np.random.default_rng(scene_seed("clean", "val", index)), 256, 320,
+                                DOMAIN_STYLES["clean"])
+        expected = []
+        for k, silhouette in enumerate(drawn):
+            visible = silhouette & ~np.logical_or.reduce([np.zeros_like(silhouette), *drawn[k + 1:]])
+            ys, xs = np.nonzero(visible)
+            if visible.sum() < 0.3 * silhouette.sum():
+                hidden += 1
+                continue
+            if min(xs.max() + 1 - xs.min(), ys.max() + 1 - ys.min()) >= 4:
+                expected.append([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
+        assert [box for _, box in boxes] == expected, index
+    assert hidden > 5  # the rule was met, not only the visible objects
+
+
 def test_fog_lowers_contrast_more_with_distance():
     spec = ("foggy", "val", 3)
     rng = np.random.default_rng(scene_seed(*spec))
