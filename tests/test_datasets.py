@@ -20,6 +20,7 @@ from da_detect.data import cityscapes, custom, kitti, voc
 from da_detect.data.builtin import register_cityscapes, register_kitti, register_sim10k
 from da_detect.data.problems import DatasetError, readable_images
 from da_detect.data.registry import load_with_problems
+from da_detect.data.train_loader import build_train_loader
 
 BASE = "aachen_000000_000019"
 
@@ -103,6 +104,17 @@ def test_cityscapes_boxes_are_those_of_json2instanceimg_instance_masks(tmp_path)
     assert ("car", [10.0, 10.0, 25.0, 21.0], 0) in expected
 
 
+def test_cityscapes_object_hidden_by_objects_drawn_after_it_gets_no_box(tmp_path):
+    cityscapes_tree(tmp_path, [{"label": "car", "polygon": rect(10, 10, 20, 20)},
+                               {"label": "person", "polygon": rect(5, 5, 15, 25)},  # left half
+                               {"label": "bus", "polygon": rect(15, 5, 25, 25)}])  # right half
+    (record,), problems = cityscapes.load_cityscapes_detection(
+        tmp_path / "leftImg8bit" / "train", tmp_path / "gtFine" / "train")
+    assert not problems
+    assert boxes(record, cityscapes.CLASSES) == [("bus", [15.0, 5.0, 26.0, 26.0], 0),
+                                                 ("person", [5.0, 5.0, 15.0, 26.0], 0)]
+
+
 def test_foggy_cityscapes_and_car_only_splits_are_registered(tmp_path):
     cityscapes_tree(tmp_path / "cityscapes", CITYSCAPES_OBJECTS)
     register_cityscapes(tmp_path)
@@ -115,6 +127,24 @@ def test_foggy_cityscapes_and_car_only_splits_are_registered(tmp_path):
     with pytest.raises(DatasetError, match="leftImg8bit_foggy/train"):
         # no beta-0.01 images: every annotation lacks its image
         DatasetCatalog.get("foggy_cityscapes_train_0.01")
+
+
+def test_foggy_cityscapes_car_splits_are_registered_and_read_car_only(tmp_path):
+    for split in ("train", "val"):
+        cityscapes_tree(tmp_path / "cityscapes", CITYSCAPES_OBJECTS, split=split)
+        for beta in ("0.005", "0.01"):
+            write_image(tmp_path / "cityscapes" / "leftImg8bit_foggy" / split / "aachen" /
+                        f"{BASE}_leftImg8bit_foggy_beta_{beta}.png", 64, 32)
+    register_cityscapes(tmp_path)
+    for split in ("train", "val"):
+        for beta in ("0.005", "0.01", "0.02"):
+            name = f"foggy_cityscapes_car_{split}_{beta}"
+            (record,) = DatasetCatalog.get(name)
+            assert MetadataCatalog.get(name).thing_classes == ["car"]
+            assert record["file_name"].endswith(
+                f"leftImg8bit_foggy/{split}/aachen/{BASE}_leftImg8bit_foggy_beta_{beta}.png")
+            assert boxes(record, ["car"]) == [("car", [10.0, 10.0, 25.0, 21.0], 0),
+                                              ("car", [40.0, 12.0, 61.0, 19.0], 1)]
 
 
 def test_cityscapes_bad_files_are_counted_skips(tmp_path):
@@ -140,9 +170,28 @@ def test_cityscapes_bad_files_are_counted_skips(tmp_path):
     assert (str(image), f"image without its annotation {lone}") in problems
 
 
-def test_missing_root_names_the_expected_folder(tmp_path):
-    with pytest.raises(DatasetError, match=f"expected the folder {tmp_path}/nowhere/training/image_2"):
-        kitti.load_kitti_car(tmp_path / "nowhere")
+@pytest.mark.parametrize("register,name,folder", [
+    (register_kitti, "kitti_car_train", "kitti/training/image_2"),
+    (register_sim10k, "sim10k_car_train", "sim10k"),
+    (register_cityscapes, "cityscapes_car_val", "cityscapes/leftImg8bit/val"),
+])
+def test_missing_root_names_the_expected_folder(tmp_path, register, name, folder):
+    register(tmp_path / "nowhere")
+    with pytest.raises(DatasetError, match=f"expected the folder {tmp_path}/nowhere/{folder}, "):
+        DatasetCatalog.get(name)
+
+
+def test_a_training_split_with_no_usable_image_stops_training_naming_it(tmp_path):
+    kitti_tree(tmp_path / "kitti", "000000", ["Car 1 2 3"])
+    sim10k_tree(tmp_path / "sim10k", "1", [("truck", (1, 1, 10, 10), False)])
+    cityscapes_tree(tmp_path / "cityscapes", [{"label": "spaceship", "polygon": rect(1, 1, 3, 3)}])
+    for register in (register_kitti, register_sim10k, register_cityscapes):
+        register(tmp_path)
+    for name in ("kitti_car_train", "sim10k_car_train", "cityscapes_car_train"):
+        cfg = load_config(str(SYNTHETIC_FPN), ["DATASETS.TRAIN", f"('{name}',)", "DATASETS.TEST",
+                                               "()", "MODEL.ROI_HEADS.NUM_CLASSES", "1"])
+        with pytest.raises(DatasetError, match=rf"dataset '{name}' has no usable images \(1 "):
+            build_train_loader(cfg)
 
 
 KITTI_LINES = [
@@ -314,6 +363,18 @@ def test_a_voc_folder_read_for_some_of_its_classes(tmp_path):
     assert "unknown class 'dog'" in dict(problems)[str(tmp_path / "Annotations" / "a.xml")]
 
 
+def test_voc_reads_a_jpeg_image_and_a_zero_size_takes_the_images_size(tmp_path):
+    (tmp_path / "Annotations").mkdir()
+    (tmp_path / "Annotations" / "1.xml").write_text(
+        voc_xml([("car", (1, 1, 10, 10), False)], width=0, height=0))
+    write_image(tmp_path / "JPEGImages" / "1.jpeg", 100, 50, "JPEG")
+    (record,), problems = voc.load_voc(tmp_path, None, ("car",), voc.SIM10K_CLASSES)
+    assert not problems
+    assert (record["file_name"], record["width"], record["height"]) == (
+        str(tmp_path / "JPEGImages" / "1.jpeg"), 100, 50)
+    assert boxes(record, ["car"]) == [("car", [0.0, 0.0, 10.0, 10.0], 0)]
+
+
 def test_user_domains_from_config_keys(tmp_path):
     sim10k_tree(tmp_path / "voc", "a", [("car", (1, 1, 10, 10), False)])
     (tmp_path / "voc" / "ImageSets" / "Main").mkdir(parents=True)
@@ -478,6 +539,23 @@ def test_parsed_dicts_are_cached_until_a_file_or_the_loader_code_changes(tmp_pat
     entries = sorted(p.name[:-len("0123456789abcdef.pkl")] for p in
                      (tmp_path / "cache").glob("split-*.pkl"))
     assert entries == sorted(["split-another -", "split-b-another -", f"split-{version}-"])
+
+
+def test_kitti_and_cityscapes_are_reloaded_when_an_annotation_is_added(tmp_path, monkeypatch):
+    monkeypatch.setenv("DA_DETECT_CACHE", str(tmp_path / "cache"))
+    kitti_tree(tmp_path / "kitti", "000000", KITTI_LINES)
+    cityscapes_tree(tmp_path / "cityscapes", CITYSCAPES_OBJECTS)
+    register_kitti(tmp_path)
+    register_cityscapes(tmp_path)
+    for name, added in (
+            ("kitti_car_train", kitti_tree(tmp_path / "kitti", "000001", KITTI_LINES)),
+            ("cityscapes_train", cityscapes_tree(tmp_path / "cityscapes", CITYSCAPES_OBJECTS,
+                                                 base="aachen_000001_000019"))):
+        text = added.read_text()
+        added.unlink()  # its image is there: an archive unpacked in part
+        assert len(load_with_problems(name)[0]) == 1
+        added.write_text(text)
+        assert len(load_with_problems(name)[0]) == 2
 
 
 def test_the_loader_code_digest_follows_the_loaders_source(tmp_path, monkeypatch):

@@ -275,6 +275,15 @@ def test_visualize_writes_detection_panels_and_feature_plot(trained, tmp_path):
          "--features", "1"], capture_output=True, text=True, cwd=REPO)
     assert too_few.returncode == 2 and too_few.stderr.strip().endswith(
         "argument --features: 1: must be at least 2")
+    empty = tmp_path / "empty.pth"
+    torch.save({"model": {}}, empty)
+    no_weights = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "visualize.py"), "--config-file", str(SYNTHETIC_DA),
+         "--source-only", str(weights), "--adapted", str(empty), "--output", str(tmp_path / "x")],
+        capture_output=True, text=True, cwd=REPO)
+    assert no_weights.returncode == 1 and no_weights.stderr.strip().splitlines()[-1].startswith(
+        f"error: {empty}: not a checkpoint of this model: it gives no weights for ")
+    assert not (tmp_path / "x").exists()
     panels = sorted(tmp_path.glob("detections_*.png"))
     assert len(panels) == 2
     for png in panels + [tmp_path / "features.png"]:
