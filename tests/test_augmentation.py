@@ -77,7 +77,10 @@ def test_random_source_augmentation_is_seeded():
     ("NoSuchTransform(p=1)", "'NoSuchTransform' is not a pixel-level albumentations transform"),
     ("Rotate(limit=30)", "'Rotate' is not a pixel-level albumentations transform"),
     ("RandomFog(p=", "is not Name(arg=value, ...)"),
-    ("RandomFog(p='often')", "RandomFog(p='often')"),
+    ("RandomFog(p='often')",
+     "\"RandomFog(p='often')\": p: Input should be a valid number, unable to parse string"),
+    ("RandomFog(fog_coef_range=(0.5, 0.3))",
+     "fog_coef_range: Value error, First value should be less than the second value"),
     # albumentations only warns of these, and uses the default
     ("RandomBrightnessContrast(brightnes_limit=0.9)",
      "RandomBrightnessContrast has no argument 'brightnes_limit' (it takes brightness_limit, "),

@@ -54,7 +54,16 @@ def parse_transform(expression, key):
         kwargs = {k.arg: ast.literal_eval(k.value) for k in call.keywords}
         return cls(**kwargs)
     except (ValueError, TypeError) as e:
-        raise ValueError(f"{key}: {expression!r}: {str(e).splitlines()[0]}") from e
+        raise ValueError(f"{key}: {expression!r}: {_reasons(str(e))}") from e
+
+
+def _reasons(message):
+    """'argument: why; ...' from the text of albumentations' argument check (pydantic's: 'N
+    validation errors for ...', then each argument and, indented, why); else its first line."""
+    lines = message.splitlines()
+    named = [f"{name}: {why.strip().split(' [type=')[0]}" for name, why in zip(lines[1:], lines[2:])
+             if name[:1] not in ("", " ") and why.startswith("  ") and why[2:3] != " "]
+    return "; ".join(named) or lines[0]
 
 
 class AlbumentationsTransform(T.Transform):
