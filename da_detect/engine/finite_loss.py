@@ -22,10 +22,10 @@ class FiniteLossCheck:
         bad = {name: value for name, value in values.items() if not math.isfinite(value)}
         bad_by_rank = comm.all_gather(bad) if comm.get_world_size() > 1 else [bad]
         if any(bad_by_rank):
-            named = {rank: ", ".join(f"{name}={value}" for name, value in sorted(terms.items()))
-                     for rank, terms in enumerate(bad_by_rank) if terms}
-            terms = "; ".join(f"process {rank}: {terms}" if len(bad_by_rank) > 1 else terms
-                              for rank, terms in named.items())
+            named = {rank: ", ".join(f"{name}={value}" for name, value in sorted(its.items()))
+                     for rank, its in enumerate(bad_by_rank) if its}
+            terms = "; ".join(f"process {rank}: {text}" if len(bad_by_rank) > 1 else text
+                              for rank, text in named.items())
             raise NonFiniteLossError(f"iteration {self.iter}: loss became non-finite: {terms} "
                                      f"(the weights were not updated with it)")
         super()._write_metrics(loss_dict, data_time, prefix)
