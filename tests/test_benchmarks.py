@@ -82,10 +82,12 @@ def test_iteration_time_is_the_last_attempts(tmp_path):
     median_iteration_time = load_script("tools/benchmark_synthetic.py").median_iteration_time
     metrics = tmp_path / "metrics.json"
     cut_short = [{"iteration": i, "time": 9.0} for i in (19, 39)]
+    # as detectron2 writes them: an evaluation at step 24, logged after step 39's line
     again = [{"iteration": 19, "time": 1.0}, {"iteration": 39, "time": 3.0},
-             {"iteration": 59, "time": 2.0}, {"iteration": 60, "bbox/AP50": 50.0}]
+             {"iteration": 24, "bbox/AP50": 40.0}, {"iteration": 59, "time": 4.0},
+             {"iteration": 60, "bbox/AP50": 50.0}]
     metrics.write_text("".join(json.dumps(entry) + "\n" for entry in cut_short + again))
-    assert median_iteration_time(metrics) == 2.0
+    assert median_iteration_time(metrics) == 3.0
     metrics.write_text(json.dumps({"iteration": 3, "bbox/AP50": 50.0}) + "\n")
     assert median_iteration_time(metrics) is None
 

@@ -181,14 +181,16 @@ def run(variant, seed, weights, args):
 def median_iteration_time(metrics):
     """The median time of an iteration in the last attempt logged to the file ``metrics``
     (detectron2's metrics.json; an attempt cut short and started again appends its lines from
-    iteration 0 again). None where it timed none: detectron2 times iterations after the first
-    few."""
+    iteration 0 again). Only the timed lines count: an evaluation's line can follow a later
+    step's. None where none is timed: detectron2 times iterations after the first few."""
     times, last = [], None
     for entry in map(json.loads, metrics.open()):
+        if "time" not in entry:
+            continue
         if last is not None and entry["iteration"] <= last:
             times = []  # a new attempt
         last = entry["iteration"]
-        times += [entry["time"]] if "time" in entry else []
+        times.append(entry["time"])
     return statistics.median(times) if times else None
 
 
