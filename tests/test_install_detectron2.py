@@ -5,6 +5,7 @@ import io
 import subprocess
 import sys
 import tarfile
+from pathlib import Path
 
 import pytest
 
@@ -118,6 +119,9 @@ def test_a_detectron2_folder_in_the_working_directory_is_not_an_installed_detect
     monkeypatch.chdir(tmp_path)
     assert not installer.detectron2_importable(str(python))
     assert installer.detectron2_importable(sys.executable)  # this one's is installed
+    python = Path(sys.executable)
+    monkeypatch.chdir(python.parent.parent)
+    assert installer.detectron2_importable(f"{python.parent.name}/{python.name}")  # relative
 
 
 def test_a_missing_archive_is_one_error_line(tmp_path):

@@ -17,7 +17,9 @@ Only the standard library is used: this runs before anything else is installed.
 import argparse
 import hashlib
 import html.parser
+import http.client
 import json
+import os
 import subprocess
 import sys
 import tarfile
@@ -111,6 +113,8 @@ def detectron2_importable(python):
     detectron2 in the current directory (a clone to build from source), which imports as an empty
     namespace package."""
     probe = "import sys, detectron2; sys.exit(getattr(detectron2, '__file__', None) is None)"
+    if os.sep in python:  # a path: from the other folder, a relative one would name nothing
+        python = os.path.abspath(python)
     with tempfile.TemporaryDirectory() as elsewhere:
         return subprocess.run([python, "-c", probe], capture_output=True,
                               cwd=elsewhere).returncode == 0
@@ -175,7 +179,8 @@ def download_sdist(python, dest):
         url = urllib.parse.urljoin(project_url, urls[filename])
         with urllib.request.urlopen(url, timeout=600) as response:
             archive.write_bytes(response.read())
-    except (OSError, ValueError, KeyError) as e:  # URLError is an OSError; bad JSON a ValueError
+    # URLError is an OSError, a cut-off download an HTTPException, bad JSON a ValueError
+    except (OSError, http.client.HTTPException, ValueError, KeyError) as e:
         raise InstallError(f"cannot download {filename} from {project_url}: {e!r} (or give "
                            f"a local copy with --archive)") from e
     return archive
