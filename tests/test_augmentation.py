@@ -68,6 +68,8 @@ def test_random_source_augmentation_is_seeded():
      "\"RandomFog(p='often')\": p: Input should be a valid number, unable to parse string"),
     ("RandomFog(fog_coef_range=(0.5, 0.3))",
      "fog_coef_range: Value error, First value should be less than the second value"),
+    ("RandomSunFlare(flare_roi=(1, 1, 0, 0))",  # about the arguments together: no one named
+     "'RandomSunFlare(flare_roi=(1, 1, 0, 0))': Value error, Invalid flare_roi. Got: (1.0, 1.0"),
     # albumentations only warns of these, and uses the default
     ("RandomBrightnessContrast(brightnes_limit=0.9)",
      "RandomBrightnessContrast has no argument 'brightnes_limit' (it takes brightness_limit, "),

@@ -141,7 +141,7 @@ def voc_well_formed(size, objects):
     """Whether the file is one a VOC reader must take: its size absent or the image's, every object
     of a SIM10K class with a whole 1-based integer box inside the image."""
     def pixel(text, limit):
-        return text.isdigit() and 1 <= int(text) <= limit
+        return text.isdecimal() and 1 <= int(text) <= limit
     return size in (None, (str(WIDTH), str(HEIGHT))) and all(
         o["drop"] is None and o["name"] in voc.SIM10K_CLASSES and o["difficult"] != "x"
         and all(pixel(c, limit) for c, limit in zip(o["coords"], (WIDTH, HEIGHT) * 2))

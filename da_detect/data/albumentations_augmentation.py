@@ -59,11 +59,20 @@ def parse_transform(expression, key):
 
 def _reasons(message):
     """'argument: why; ...' from the text of albumentations' argument check (pydantic's: 'N
-    validation errors for ...', then each argument and, indented, why); else its first line."""
+    validation errors for ...', then for each error the argument, unless it is about several,
+    and, indented, why); else the message's first line."""
     lines = message.splitlines()
-    named = [f"{name}: {why.strip().split(' [type=')[0]}" for name, why in zip(lines[1:], lines[2:])
-             if name[:1] not in ("", " ") and why.startswith("  ") and why[2:3] != " "]
-    return "; ".join(named) or lines[0]
+    if "validation error" not in lines[0]:
+        return lines[0]
+    reasons, argument = [], None
+    for line in lines[1:]:
+        if not line.startswith(" "):
+            argument = line
+        elif not line.startswith("    "):  # deeper lines point to pydantic's documentation
+            why = line.strip().split(" [type=")[0]
+            reasons.append(f"{argument}: {why}" if argument else why)
+            argument = None
+    return "; ".join(reasons) or lines[0]
 
 
 class AlbumentationsTransform(T.Transform):
