@@ -23,6 +23,7 @@ import fcntl
 import functools
 import hashlib
 import json
+import os
 import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -249,6 +250,7 @@ def write_split(spec, root):
                        for i, n in enumerate(CLASSES)],
     }
     json_path = Path(root) / spec.domain / f"{spec.split}.json"
+    os.sync()  # the images on disk before the JSON that marks the split as generated
     with atomic_open(json_path) as f:
         json.dump(coco, f)
     return json_path
@@ -262,8 +264,8 @@ def generator_code():
 
 
 def _write_png(path, bgr):
-    """Write whole: a process reading the image meanwhile sees a whole one. Not fsynced (that
-    would cost generation seconds); the split's JSON, written last, is."""
+    """Write whole: a process reading the image meanwhile sees a whole one. Not fsynced one by
+    one (seconds for a split): :func:`write_split` syncs them all before it writes the JSON."""
     with atomic_open(path, "wb", durable=False) as f:
         f.write(cv2.imencode(".png", bgr)[1].tobytes())
 
