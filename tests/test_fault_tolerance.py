@@ -171,8 +171,9 @@ def test_non_finite_loss_stops_before_the_weights_take_it(tmp_path):
 
 def test_a_non_finite_loss_in_one_process_stops_every_process_with_its_name(tmp_path):
     command = torchrun_two_processes("tests/finite_loss_worker.py", tmp_path)
-    subprocess.run(command, capture_output=True, cwd=REPO, timeout=300,
-                   env={**os.environ, "OMP_NUM_THREADS": "1"})
+    result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=300,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]  # each worker caught the error
     for rank in (0, 1):
         assert json.loads((tmp_path / f"rank{rank}.json").read_text()) == {
             "outcome": "iteration 2: loss became non-finite: process 1: loss_step=nan (the "

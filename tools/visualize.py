@@ -99,7 +99,7 @@ def main():
     problems.log(f"{source_split} and {target_split}")
     if min(domains.count("source"), domains.count("target")) < 2:
         sys.exit(f"error: fewer than 2 readable images of {source_split} or {target_split} to "
-                 f"embed (named above): no t-SNE")
+                 f"embed (any unreadable one is named above): no t-SNE")
     save_feature_plot(args.output / "features.png", list(embeddings.values()), domains,
                       [f"{name}: {source_split} vs {target_split}" for name in models])
     print(f"pictures written to {args.output}")
