@@ -15,6 +15,10 @@ os.environ["DA_DETECT_CACHE"] = str(REPO / "output" / "test-cache")
 os.environ.setdefault("WANDB_MODE", "offline")
 
 import da_detect  # noqa: E402,F401
+import torch  # noqa: E402
+from detectron2.modeling import build_model  # noqa: E402
+
+from da_detect.config import load_config  # noqa: E402
 
 SYNTHETIC_FPN = REPO / "configs" / "synthetic" / "Base-synthetic-R18-FPN.yaml"
 SYNTHETIC_DA = REPO / "configs" / "synthetic" / "da_faster_rcnn_R18_FPN.yaml"
@@ -40,6 +44,13 @@ def run_train_net(*args, check=True):
     return run_script("tools/train_net.py", *args, check=check)
 
 
+def untrained_weights(path, config, **entries):
+    """A checkpoint of an untrained model of ``config`` (a config file's path), with ``entries``
+    beside its weights: what ``--eval-only`` needs to go on to its data."""
+    torch.save({"model": build_model(load_config(str(config))).state_dict(), **entries}, path)
+    return path
+
+
 def torchrun_two_processes(script, *args):
     """The command that runs a script of this repository (a path relative to it) in two
     processes started by torchrun on this machine, at a free port."""
@@ -55,7 +66,7 @@ def wandb_records(path):
     """The Record protobufs of a .wandb file: a 7-byte header (":W&B", magic, version), then a
     LevelDB-style log of 32 KiB blocks holding chunks with a 7-byte header (crc32, length, type:
     1 full, 2 first, 3 middle, 4 last)."""
-    from wandb.proto.wandb_internal_pb2 import Record
+    from wandb.proto.wandb_internal_pb2 import Record  # wandb only where a test reads it
 
     data = path.read_bytes()
     assert data[:4] == b":W&B"

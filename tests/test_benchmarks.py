@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 from pycocotools.coco import COCO
 
-from conftest import REPO, SYNTHETIC_DA, SYNTHETIC_FPN, run_script
+from conftest import REPO, SYNTHETIC_DA, SYNTHETIC_FPN, run_script, untrained_weights
 from da_detect.config import load_config
 
 TINY = ["INPUT.MIN_SIZE_TRAIN", "(128,)", "INPUT.MAX_SIZE_TRAIN", "160", "INPUT.MIN_SIZE_TEST",
@@ -205,15 +205,12 @@ def test_ap50_by_size_counts_a_box_on_a_bound_in_one_range(tmp_path):
 
 
 def test_domain_probe_uses_a_models_own_d_img_only_where_its_checkpoint_trained_it(tmp_path):
-    from detectron2.modeling import build_model
-
     from da_detect.engine.predictor import Predictor
 
     probe_script = load_script("benchmarks/domain_probe.py")
     names = ["p3", "p4"]
     for config, has_own in ((SYNTHETIC_FPN, False), (SYNTHETIC_DA, True)):
-        weights = tmp_path / f"{config.stem}.pth"
-        torch.save({"model": build_model(load_config(str(config))).state_dict()}, weights)
+        weights = untrained_weights(tmp_path / f"{config.stem}.pth", config)
         # both loaded into the adaptive model: only the second checkpoint holds its D_img
         predictor = Predictor(load_config(str(SYNTHETIC_DA), ["MODEL.WEIGHTS", str(weights)]))
         own = probe_script.trained_image_classifiers(predictor, names)

@@ -14,12 +14,11 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import torch
 from detectron2.data import DatasetCatalog, MetadataCatalog
-from detectron2.modeling import build_model
 from detectron2.utils.env import seed_all_rng
 from torch import nn
 
 from conftest import (REPO, SHORT_RUN, SYNTHETIC_DA, SYNTHETIC_FPN, run_train_net,
-                      torchrun_two_processes)
+                      torchrun_two_processes, untrained_weights)
 from da_detect.atomic_file import atomic_open
 from da_detect.checkpoint import CheckpointError, DACheckpointer
 from da_detect.config import load_config
@@ -241,9 +240,7 @@ def test_predictor_refuses_a_checkpoint_missing_weights_that_inference_uses(tmp_
 
 def test_unsafe_weights_give_one_error_line(tmp_path):
     # the model's own weights, beside an object that only a full unpickling rebuilds
-    weights = tmp_path / "weights.pth"
-    torch.save({"model": build_model(load_config(str(SYNTHETIC_FPN))).state_dict(),
-                "args": argparse.Namespace()}, weights)
+    weights = untrained_weights(tmp_path / "weights.pth", SYNTHETIC_FPN, args=argparse.Namespace())
     result = run_train_net("--config-file", SYNTHETIC_FPN, "--eval-only", "MODEL.WEIGHTS", weights,
                            "OUTPUT_DIR", tmp_path, check=False)
     assert result.returncode != 0 and "Traceback" not in result.stderr
@@ -294,13 +291,6 @@ def test_bad_training_data_gives_one_error_line_before_training(tmp_path, opts, 
     assert last_line.startswith("error: ") and message in last_line, last_line
     assert "Starting training" not in result.stdout + result.stderr
 
-
-
-def untrained_weights(path, config):
-    """A checkpoint of an untrained model of ``config``: what ``--eval-only`` needs to go on to
-    its data."""
-    torch.save({"model": build_model(load_config(str(config))).state_dict()}, path)
-    return path
 
 
 def coco_split_with_bad_images(root, classes=("car", "person", "bus")):
