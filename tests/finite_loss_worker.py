@@ -1,15 +1,17 @@
 """One torchrun worker for test_fault_tolerance.py: four steps of FiniteLossTrainer on a
 one-weight model, whose loss turns NaN at step 2 in process 1 only. Writes what happened (the
-NonFiniteLossError's message, or "finished") and the weight to OUTPUT_DIR/rank<r>.json.
+NonFiniteLossError's message, or "finished"), the weight and whether the process group was
+left on the way out to OUTPUT_DIR/rank<r>.json.
 Args: OUTPUT_DIR."""
 import json
 import sys
 
 import torch
+import torch.distributed as dist
 
 import da_detect  # noqa: F401
 from da_detect.engine.finite_loss import FiniteLossTrainer, NonFiniteLossError
-from da_detect.engine.launch import init_torchrun_process_group
+from da_detect.engine.launch import torchrun_process_group
 from detectron2.utils import comm
 
 
@@ -25,14 +27,16 @@ class OneWeight(torch.nn.Module):
         return {"loss_step": loss, "loss_const": self.weight * 0 + 1}
 
 
-init_torchrun_process_group()
-model = OneWeight()
-trainer = FiniteLossTrainer(model, [torch.tensor(float(step)) for step in range(4)],
-                            torch.optim.SGD(model.parameters(), lr=0.1))
-try:
-    trainer.train(0, 4)
-    outcome = "finished"
-except NonFiniteLossError as e:
-    outcome = str(e)
-with open(f"{sys.argv[1]}/rank{comm.get_rank()}.json", "w") as f:
-    json.dump({"outcome": outcome, "weight": model.weight.item()}, f)
+with torchrun_process_group():
+    rank = comm.get_rank()
+    model = OneWeight()
+    trainer = FiniteLossTrainer(model, [torch.tensor(float(step)) for step in range(4)],
+                                torch.optim.SGD(model.parameters(), lr=0.1))
+    try:
+        trainer.train(0, 4)
+        outcome = "finished"
+    except NonFiniteLossError as e:
+        outcome = str(e)
+with open(f"{sys.argv[1]}/rank{rank}.json", "w") as f:
+    json.dump({"outcome": outcome, "weight": model.weight.item(),
+               "process_group_left": not dist.is_initialized()}, f)

@@ -177,7 +177,8 @@ def test_a_non_finite_loss_in_one_process_stops_every_process_with_its_name(tmp_
         assert json.loads((tmp_path / f"rank{rank}.json").read_text()) == {
             "outcome": "iteration 2: loss became non-finite: process 1: loss_step=nan (the "
                        "weights were not updated with it)",
-            "weight": pytest.approx(1 - 0.1 * (0 + 1))}, rank  # the steps at 0 and 1 only
+            "weight": pytest.approx(1 - 0.1 * (0 + 1)),  # the steps at 0 and 1 only
+            "process_group_left": True}, rank
 
 
 def test_checkpoints_load_without_unpickling_code(tmp_path):

@@ -6,6 +6,7 @@
   gloo for a model on the CPU (``MODEL.DEVICE cpu``, also on a machine with GPUs) and NCCL for
   one on a GPU. detectron2 v0.6's ``launch`` asserts CUDA, hence this path.
 """
+import contextlib
 import os
 
 import torch
@@ -20,27 +21,36 @@ def started_by_torchrun():
     return "LOCAL_RANK" in os.environ and "WORLD_SIZE" in os.environ
 
 
-def init_torchrun_process_group(on_gpu=False):
+@contextlib.contextmanager
+def torchrun_process_group(on_gpu=False):
     """Join torchrun's process group (NCCL ``on_gpu``, each process on the GPU of its local
-    rank; gloo otherwise) and give detectron2's ``comm`` its per-machine group."""
+    rank; gloo otherwise), give detectron2's ``comm`` its per-machine group, and destroy the
+    group on the way out, error or not: a gloo process that reaches the interpreter's
+    finalization with its group alive can abort (SIGABRT, "terminate called without an active
+    exception"), which torchrun reports as a failed run."""
     local_rank = int(os.environ["LOCAL_RANK"])
     local_size = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ["WORLD_SIZE"]))
     if on_gpu:
         torch.cuda.set_device(local_rank)
     dist.init_process_group("nccl" if on_gpu else "gloo", init_method="env://")
-    machines = dist.get_world_size() // local_size
-    for machine in range(machines):
-        group = dist.new_group(list(range(machine * local_size, (machine + 1) * local_size)))
-        if dist.get_rank() // local_size == machine:
-            comm._LOCAL_PROCESS_GROUP = group
-    comm.synchronize()
+    try:
+        machines = dist.get_world_size() // local_size
+        for machine in range(machines):
+            group = dist.new_group(list(range(machine * local_size, (machine + 1) * local_size)))
+            if dist.get_rank() // local_size == machine:
+                comm._LOCAL_PROCESS_GROUP = group
+        comm.synchronize()
+        yield
+    finally:
+        comm._LOCAL_PROCESS_GROUP = None
+        dist.destroy_process_group()
 
 
 def launch_main(main, args):
     """Run ``main(args)`` in this process under torchrun, else through detectron2's launch."""
     if started_by_torchrun():
-        init_torchrun_process_group(on_gpu=_model_device(args).startswith("cuda"))
-        return main(args)
+        with torchrun_process_group(on_gpu=_model_device(args).startswith("cuda")):
+            return main(args)
     if args.num_gpus * args.num_machines > 1 and not torch.cuda.is_available():
         raise SystemExit(f"error: --num-gpus {args.num_gpus} --num-machines {args.num_machines} "
                          f"needs CUDA; on CPU run torchrun (--nproc_per_node, --nnodes) "
