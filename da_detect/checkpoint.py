@@ -46,9 +46,13 @@ class DACheckpointer(DetectionCheckpointer):
         basename = f"{name}.pth"
         path = os.path.join(self.save_dir, basename)
         self.logger.info(f"Saving checkpoint to {path}")
-        with atomic_open(path, "wb") as f:
-            torch.save(data, f)
-        self.tag_last_checkpoint(basename)
+        try:
+            with atomic_open(path, "wb") as f:
+                torch.save(data, f)
+            self.tag_last_checkpoint(basename)
+        except OSError as e:  # a full disk, a folder in the way, no permission
+            raise CheckpointError(f"{path}: could not be written ({e.strerror or e}); the "
+                                  f"checkpoints saved before it are intact") from e
 
     def load(self, path, *args, **kwargs):
         """detectron2's ``load``; a :class:`CheckpointError` naming ``path`` where no such local

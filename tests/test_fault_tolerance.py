@@ -5,6 +5,7 @@ import itertools
 import json
 import os
 import pickle
+import re
 import signal
 import subprocess
 import sys
@@ -120,6 +121,21 @@ def test_a_save_cut_short_leaves_the_last_complete_checkpoint(tmp_path, monkeypa
         assert torch.equal(model.state_dict()[key], value), key
 
 
+def test_a_checkpoint_that_cannot_be_written_gives_one_error_line(tmp_path):
+    (tmp_path / "model_0000001.pth").mkdir()  # in the way of the second checkpoint
+    result = run_train_net("--config-file", SYNTHETIC_FPN, "SOLVER.MAX_ITER", "3",
+                           "SOLVER.CHECKPOINT_PERIOD", "1", "DATASETS.TEST", "()",
+                           "DATALOADER.NUM_WORKERS", "0", "WANDB.ENABLED", "False",
+                           "OUTPUT_DIR", tmp_path, check=False)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: {tmp_path}/model_0000001.pth: could not be written (Is a directory); the "
+        f"checkpoints saved before it are intact")
+    assert (tmp_path / "last_checkpoint").read_text() == "model_0000000.pth"
+    assert torch.load(tmp_path / "model_0000000.pth")["iteration"] == 0
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
 def test_concurrent_writers_of_one_file_never_show_a_reader_part_of_one(tmp_path):
     path = tmp_path / "results.json"
     contents = [bytes([65 + i]) * 200_000 for i in range(4)]  # whole files: one letter each
@@ -179,6 +195,37 @@ def test_a_non_finite_loss_in_one_process_stops_every_process_with_its_name(tmp_
                        "weights were not updated with it)",
             "weight": pytest.approx(1 - 0.1 * (0 + 1)),  # the steps at 0 and 1 only
             "process_group_left": True}, rank
+
+
+def test_an_error_every_process_raises_is_one_line_from_train_net(tmp_path):
+    command = torchrun_two_processes(
+        "tools/train_net.py", "--config-file", SYNTHETIC_FPN, "MODEL.RPN.LOSS_WEIGHT", "1e309",
+        "SOLVER.MAX_ITER", "3", "SOLVER.IMS_PER_BATCH", "2",
+        "DATASETS.TEST", "()", "DATALOADER.NUM_WORKERS", "0", "WANDB.ENABLED", "False",
+        "OUTPUT_DIR", tmp_path)
+    result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=300,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if "error: " in line]
+    assert len(errors) == 1, result.stderr[-3000:]
+    assert errors[0].startswith("error: iteration 0: loss became non-finite: process 0: loss_rpn_")
+    assert "; process 1: loss_rpn_" in errors[0]
+
+
+def test_detectron2s_own_divergence_check_gives_one_error_line(tmp_path):
+    result = run_train_net("--config-file", SYNTHETIC_FPN, "SOLVER.BASE_LR", "1e8",
+                           "SOLVER.WARMUP_ITERS", "0", "SOLVER.MAX_ITER", "3",
+                           "SOLVER.CHECKPOINT_PERIOD", "1", "DATASETS.TEST", "()",
+                           "DATALOADER.NUM_WORKERS", "0", "WANDB.ENABLED", "False",
+                           "OUTPUT_DIR", tmp_path, check=False)
+    assert result.returncode == 1
+    last_line = result.stderr.strip().splitlines()[-1]
+    iteration = re.fullmatch(
+        r"error: iteration (\d+): Predicted boxes or scores contain Inf/NaN\. Training has "
+        r"diverged\. \(the weights were not updated with it\); the checkpoints saved before it "
+        r"are intact \(--resume goes on from the last\)", last_line)
+    assert iteration, last_line
+    assert (tmp_path / "last_checkpoint").read_text() == f"model_{int(iteration[1]) - 1:07d}.pth"
 
 
 def test_checkpoints_load_without_unpickling_code(tmp_path):

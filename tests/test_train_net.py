@@ -113,6 +113,9 @@ def test_a_resumed_run_writes_each_logged_value_once(tmp_path):
         assert len(logged) == len(set(logged))
 
 
+NEEDS_NO_GPU = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+
+
 @pytest.mark.parametrize("args,message", [
     (["--config-file", SYNTHETIC_FPN, "MODEL.NO_SUCH_KEY", "1"], "MODEL.NO_SUCH_KEY"),
     (["--config-file", "configs/missing.yaml"], "config file not found: configs/missing.yaml"),
@@ -130,7 +133,10 @@ def test_a_resumed_run_writes_each_logged_value_once(tmp_path):
      "MODEL.RESNETS.NORM = 'BN': batch statistics would mix the source and target images"),
     (["--config-file", SYNTHETIC_FPN, "SOLVER.BASE_LR", "SOLVER.MAX_ITER", "3"],
      "command-line override SOLVER.BASE_LR: no value"),
-    (["--config-file", SYNTHETIC_FPN, "--num-machines", "2"], "--num-machines 2 needs CUDA"),
+    pytest.param(["--config-file", SYNTHETIC_FPN, "--num-machines", "2"],
+                 "--num-machines 2 needs CUDA", marks=NEEDS_NO_GPU),
+    pytest.param(["--config-file", SYNTHETIC_FPN, "MODEL.DEVICE", "cuda"],
+                 "MODEL.DEVICE cuda: this machine has no CUDA GPU", marks=NEEDS_NO_GPU),
     (["--config-file", SYNTHETIC_FPN, "--eval-only"], "--eval-only: MODEL.WEIGHTS is empty"),
     (["--config-file", SYNTHETIC_FPN, "--eval-only", "MODEL.WEIGHTS", "output/no-such.pth"],
      "output/no-such.pth: no such checkpoint file"),

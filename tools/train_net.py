@@ -54,10 +54,18 @@ def main(args):
         trainer.checkpointer.require_some_weights()
         return trainer.train()
     except NonFiniteLossError as e:
-        sys.exit(f"error: {e}; the checkpoints saved before it are intact (--resume goes on from "
-                 f"the last)")
+        fail(e, f"{e}; the checkpoints saved before it are intact (--resume goes on from the "
+                f"last)")
     except (ConfigError, DatasetError, CheckpointError) as e:
-        sys.exit(f"error: {e}")
+        fail(e, str(e))
+
+
+def fail(error, message):
+    """Exit with status 1 and one ``error:`` line, written whole, so that several processes'
+    lines do not mix; an error that every process raised alike is reported by process 0 alone."""
+    if comm.get_rank() == 0 or not getattr(error, "raised_in_every_process", False):
+        sys.stderr.write(f"error: {message}\n")
+    sys.exit(1)
 
 
 if __name__ == "__main__":

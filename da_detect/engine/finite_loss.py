@@ -2,13 +2,14 @@
 import math
 
 from detectron2.engine import AMPTrainer, SimpleTrainer
-from detectron2.utils import comm
 
+from ..every_process import raise_for_problems
 from .cpu_mixed_precision import CPUAMPTrainer
 
 
 class NonFiniteLossError(FloatingPointError):
-    """A loss term became NaN or infinite; the message names the iteration and the terms."""
+    """Training diverged: a loss term became NaN or infinite (the message names the iteration
+    and the terms), or detectron2's own check found NaN or Inf in the RPN's boxes or scores."""
 
 
 class FiniteLossCheck:
@@ -17,17 +18,25 @@ class FiniteLossCheck:
     processes, whose they are) in every process, so none is left waiting for the others. The step
     is not taken, and nothing saved before is touched."""
 
+    def run_step(self):
+        """detectron2's step; its own divergence check (a ``FloatingPointError`` raised in the
+        forward pass, before any loss) becomes a :class:`NonFiniteLossError` naming the
+        iteration."""
+        try:
+            super().run_step()
+        except FloatingPointError as e:
+            if isinstance(e, NonFiniteLossError):
+                raise
+            raise NonFiniteLossError(f"iteration {self.iter}: {e} (the weights were not updated "
+                                     f"with it)") from e
+
     def _write_metrics(self, loss_dict, data_time, prefix=""):
         values = {name: loss.detach().item() for name, loss in loss_dict.items()}
-        bad = {name: value for name, value in values.items() if not math.isfinite(value)}
-        bad_by_rank = comm.all_gather(bad) if comm.get_world_size() > 1 else [bad]
-        if any(bad_by_rank):
-            named = {rank: ", ".join(f"{name}={value}" for name, value in sorted(its.items()))
-                     for rank, its in enumerate(bad_by_rank) if its}
-            terms = "; ".join(f"process {rank}: {text}" if len(bad_by_rank) > 1 else text
-                              for rank, text in named.items())
-            raise NonFiniteLossError(f"iteration {self.iter}: loss became non-finite: {terms} "
-                                     f"(the weights were not updated with it)")
+        bad = ", ".join(f"{name}={value}" for name, value in sorted(values.items())
+                        if not math.isfinite(value))
+        raise_for_problems(bad or None, NonFiniteLossError,
+                           lambda terms: f"iteration {self.iter}: loss became non-finite: "
+                                         f"{terms} (the weights were not updated with it)")
         super()._write_metrics(loss_dict, data_time, prefix)
 
 

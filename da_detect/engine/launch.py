@@ -48,8 +48,12 @@ def torchrun_process_group(on_gpu=False):
 
 def launch_main(main, args):
     """Run ``main(args)`` in this process under torchrun, else through detectron2's launch."""
+    device = _model_device(args)
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit(f"error: MODEL.DEVICE {device}: this machine has no CUDA GPU (for torch "
+                         f"{torch.__version__}); MODEL.DEVICE cpu runs on the CPU")
     if started_by_torchrun():
-        with torchrun_process_group(on_gpu=_model_device(args).startswith("cuda")):
+        with torchrun_process_group(on_gpu=device.startswith("cuda")):
             return main(args)
     if args.num_gpus * args.num_machines > 1 and not torch.cuda.is_available():
         raise SystemExit(f"error: --num-gpus {args.num_gpus} --num-machines {args.num_machines} "

@@ -11,12 +11,13 @@ from detectron2.utils import comm
 from torch.nn.parallel import DistributedDataParallel
 
 from ..atomic_file import atomic_open
-from ..checkpoint import DACheckpointer
+from ..checkpoint import CheckpointError, DACheckpointer
 from ..config import check_adaptation_data
 from ..data.test_loader import build_test_loader
 from ..data.train_loader import build_train_loader
 from ..evaluation import COCOAP50Evaluator, VOC07AP50Evaluator
 from ..evaluation.comparison import comparison_table
+from ..every_process import raise_for_problems
 from .finite_loss import FiniteLossAMPTrainer, FiniteLossCPUAMPTrainer, FiniteLossTrainer
 from .training_state import TrainingState, random_states_kept
 from .unwrap import unwrap_model
@@ -81,8 +82,28 @@ class DATrainer(DefaultTrainer):
         self.register_hooks(self.build_hooks())
 
     def resume_or_load(self, resume=True):
-        """detectron2's, then the data stream moves on to the first step to run."""
-        super().resume_or_load(resume)
+        """detectron2's, then the data stream moves on to the first step to run.
+
+        With several processes, every process raises the same :class:`CheckpointError` where
+        they would not load the same file (``--resume`` with an OUTPUT_DIR that is not one folder
+        shared by every machine: the processes would train from different steps and weights
+        together) or where any could not load it."""
+        resuming = resume and self.checkpointer.has_checkpoint()
+        loads = self.checkpointer.get_checkpoint_file() if resuming else self.cfg.MODEL.WEIGHTS
+        if len(set(comm.all_gather(loads))) > 1:
+            raise_for_problems(
+                f"loads {loads or 'no weights'}"
+                f"{' (from its OUTPUT_DIR)' if resuming else ' (MODEL.WEIGHTS)'}",
+                CheckpointError,
+                lambda sources: f"the processes would not start from the same checkpoint: "
+                                f"{sources}; --resume needs OUTPUT_DIR {self.cfg.OUTPUT_DIR} to "
+                                f"be one folder that every machine shares")
+        problem = None
+        try:
+            super().resume_or_load(resume)
+        except CheckpointError as e:
+            problem = str(e)
+        raise_for_problems(problem, CheckpointError)
         if self.start_iter:
             self.data_loader.start_at(self.start_iter)
             # SimpleTrainer took its iterator at construction; take a new one from this step.
