@@ -33,7 +33,8 @@ from pathlib import Path
 
 import da_detect  # noqa: F401  (detectron2 compatibility, registrations; before detectron2)
 import torch
-from da_detect.config import deployment_config, load_config
+from da_detect.atomic_file import atomic_open, keep_earlier
+from da_detect.config import ConfigError, deployment_config, load_config
 from da_detect.data.builtin import register_synthetic_split
 from da_detect.data.synthetic import SplitSpec
 from da_detect.data.train_loader import build_train_loader, target_batch_size
@@ -44,11 +45,20 @@ from detectron2.utils.events import EventStorage
 SPEED_SPLIT_IMAGES = 16
 
 
+def width_x_height(text):
+    """An argparse type: "WIDTHxHEIGHT" as (width, height)."""
+    try:
+        width, height = (int(v) for v in text.split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text}: not WIDTHxHEIGHT (e.g. 320x256)") from None
+    return width, height
+
+
 def load(args):
     """The DA config, and its source-only twin with S+T source images per step."""
     opts = list(args.opts)
     if args.synthetic_images:
-        width, height = (int(v) for v in args.synthetic_images.split("x"))
+        width, height = args.synthetic_images
         names = [register_synthetic_split(SplitSpec(domain, f"speed{width}x{height}",
                                                     SPEED_SPLIT_IMAGES, height, width))
                  for domain in ("clean", "foggy")]
@@ -196,7 +206,8 @@ def report(args, cfgs, training, memory, inference, identical, loading):
     lines = [
         f"`{args.config_file}` on {device}; AMP {'on' if cfg.SOLVER.AMP.ENABLED else 'off'}; "
         f"train/test size (short side/max) {size}"
-        + (f", synthetic {args.synthetic_images} images" if args.synthetic_images else "")
+        + (", synthetic {}x{} images".format(*args.synthetic_images) if args.synthetic_images
+           else "")
         + (f"; overrides `{' '.join(args.opts)}`" if args.opts else "")
         + f"; {cfg.SOLVER.IMS_PER_BATCH} source + {target_batch_size(cfg)} target images per "
         f"adaptation step, {cfgs['source-only'].SOLVER.IMS_PER_BATCH} source images per "
@@ -223,7 +234,7 @@ def report(args, cfgs, training, memory, inference, identical, loading):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config-file", required=True)
-    parser.add_argument("--synthetic-images", metavar="WIDTHxHEIGHT",
+    parser.add_argument("--synthetic-images", metavar="WIDTHxHEIGHT", type=width_x_height,
                         help="train on synthetic scenes of this size instead of the config's data")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--steps", type=int, default=8, help="measured steps per mode")
@@ -233,8 +244,13 @@ def main():
     parser.add_argument("--output", type=Path, help="also write the table to this file")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     args = parser.parse_args()
+    if args.output and args.output.is_dir():
+        parser.error(f"--output {args.output} is a folder, not a file")
 
-    cfgs = load(args)
+    try:
+        cfgs = load(args)
+    except ConfigError as e:
+        raise SystemExit(f"error: {e}") from e
     print(f"[{time.strftime('%H:%M:%S')}] peak memory, each mode in a fresh process", flush=True)
     memory = {mode: measure_peak_memory(args, mode, args.warmup + 1) for mode in cfgs}
     print(f"[{time.strftime('%H:%M:%S')}] training, modes in turn", flush=True)
@@ -251,7 +267,9 @@ def main():
         print("\nOne adaptation step, by operator:\n" + profile)
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(table + "\n")
+        keep_earlier(args.output)
+        with atomic_open(args.output) as f:
+            f.write(table + "\n")
 
 
 if __name__ == "__main__":

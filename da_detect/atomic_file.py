@@ -2,11 +2,13 @@
 
 A reader (another process, ``--resume``, a cached-split check) never sees a half-written
 checkpoint, results file, cache entry or image, and a run killed while writing leaves the file
-that was there before.
+that was there before. Results that a new run must not replace are first kept under another
+name (:func:`keep_earlier`).
 """
 import contextlib
 import os
 import threading
+import time
 from pathlib import Path
 
 
@@ -31,3 +33,13 @@ def atomic_open(path, mode="w", *, durable=True):
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def keep_earlier(path):
+    """Rename a file at ``path`` after the time it was written (``NAME.<YYYYmmdd-HHMMSS>.<ns>``
+    and its suffix), so that writing a new one there loses nothing."""
+    path = Path(path)
+    if path.is_file():
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(path.stat().st_mtime))
+        path.rename(path.with_name(f"{path.stem}.{stamp}.{time.time_ns() % 10**9:09d}"
+                                   f"{path.suffix}"))

@@ -11,6 +11,7 @@ import difflib
 import os
 import re
 
+import yaml
 from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog
@@ -220,6 +221,8 @@ def load_config(config_file, opts=()):
         raise ConfigError(f"{config_file}: a _BASE_ file in its chain is not found: "
                           f"{e.filename} (a _BASE_ path is relative to the file that names "
                           f"it)") from e
+    except yaml.YAMLError as e:  # the message names the file (a _BASE_ one too), line, column
+        raise ConfigError(f"{config_file}: not valid YAML: {' '.join(str(e).split())}") from e
     except (KeyError, ValueError, AssertionError, OSError) as e:
         raise ConfigError(f"{config_file}: {_message(e)}") from e
     if len(opts) % 2:

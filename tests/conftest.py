@@ -1,5 +1,6 @@
 """Shared fixtures. The synthetic datasets are generated into a cache under output/ (git-ignored),
 set before da_detect is imported so that its registrations point there."""
+import importlib.util
 import os
 import socket
 import struct
@@ -37,6 +38,14 @@ def run_script(script, *args, check=True):
         raise AssertionError(f"{script} failed ({result.returncode}):\n{result.stdout[-2000:]}"
                              f"\n{result.stderr[-4000:]}")
     return result
+
+
+def load_script(path):
+    """The repository's script at ``path`` (relative to it), imported as a module."""
+    spec = importlib.util.spec_from_file_location(Path(path).stem, REPO / path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def run_train_net(*args, check=True):

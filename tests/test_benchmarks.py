@@ -1,15 +1,13 @@
 """The benchmark commands end to end at toy sizes: their tables report what they measured."""
-import importlib.util
 import json
 import re
-from pathlib import Path
 
 import pytest
 import torch
 from PIL import Image
 from pycocotools.coco import COCO
 
-from conftest import REPO, SYNTHETIC_DA, SYNTHETIC_FPN, run_script, untrained_weights
+from conftest import REPO, SYNTHETIC_DA, SYNTHETIC_FPN, load_script, run_script, untrained_weights
 from da_detect.config import load_config
 
 TINY = ["INPUT.MIN_SIZE_TRAIN", "(128,)", "INPUT.MAX_SIZE_TRAIN", "160", "INPUT.MIN_SIZE_TEST",
@@ -28,6 +26,7 @@ def table_rows(markdown):
 
 def test_speed_benchmark_reports_both_modes_side_by_side(tmp_path):
     output = tmp_path / "speed.md"
+    output.write_text("an earlier table\n")
     run_script("benchmarks/speed.py", "--config-file", SYNTHETIC_DA, "--warmup", "0",
              "--steps", "2", "--inference-repetitions", "1", "--loader-batches", "2",
              "--output", output, "WANDB.ENABLED", "False", *TINY)
@@ -40,14 +39,8 @@ def test_speed_benchmark_reports_both_modes_side_by_side(tmp_path):
         assert float(ratio) == pytest.approx(adapted / plain, rel=0.02, abs=0.002)
     assert "2 source + 2 target images per adaptation step, 4 source images" in text
     assert "Plain and adapted predictions identical: yes." in text
-
-
-def load_script(path):
-    """The repository's script at ``path`` (relative to it), imported as a module."""
-    spec = importlib.util.spec_from_file_location(Path(path).stem, REPO / path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    (earlier,) = tmp_path.glob("speed.*.md")  # kept under the time it was written
+    assert earlier.read_text() == "an earlier table\n"
 
 
 def test_each_benchmark_variant_trains_what_its_name_says():
@@ -134,8 +127,14 @@ def test_synthetic_benchmark_writes_table_and_chart(tmp_path):
         assert chart.format == "PNG" and chart.width > 200
     # run again into the folder: the finished runs are reused (also where only options that
     # adaptation reads differ), or refused with other options
+    first_report = (tmp_path / "results.md").read_text()
     again = run_script(*command, "MODEL.DA.IMAGE.GRL_LAMBDA", "0.5")
     assert "stage" not in again.stdout and table_rows(again.stdout) == rows
+    kept = list(tmp_path.glob("results.*.md"))  # the first run's, under its time
+    assert len(kept) == 1 and kept[0].read_text() == first_report
+    assert len(list(tmp_path.glob("results.*.png"))) == 1
+    typo = run_script(*command, "MODEL.DA.IMAGE.GRL_LAMDA", "0.5", check=False)
+    assert typo.returncode == 2 and "MODEL.DA.IMAGE.GRL_LAMDA" in typo.stderr.splitlines()[-1]
     other = run_script(*[("6" if arg == "5" else arg) for arg in command], check=False)
     assert other.returncode == 1 and "stage 2:" not in other.stdout
     assert other.stderr.strip().splitlines()[-1].startswith(

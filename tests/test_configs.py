@@ -8,10 +8,11 @@ from detectron2.modeling import build_model
 from detectron2.utils.events import EventStorage
 from torchvision.models import vgg16, vgg16_bn
 
-from conftest import REPO, SYNTHETIC_DA, run_script
+from conftest import REPO, SYNTHETIC_DA, load_script, run_script
 from da_detect.checkpoint import DACheckpointer
 from da_detect.config import ConfigError, check_adaptation_data, load_config
 from da_detect.engine.trainer import DATrainer
+from da_detect.modeling.vgg import torchvision_vgg16_to_detectron2
 
 CONFIGS = sorted(p for p in (REPO / "configs").rglob("*.yaml"))
 
@@ -33,6 +34,18 @@ def test_a_missing_base_file_is_named_with_the_file_that_names_it(tmp_path):
                                        f"{tmp_path}/Base-typo")
 
 
+def test_a_yaml_syntax_error_is_named_with_its_file_and_line(tmp_path):
+    base = tmp_path / "Base.yaml"
+    base.write_text("SOLVER:\n  MAX_ITER: [5\n")
+    config = tmp_path / "experiment.yaml"
+    config.write_text('_BASE_: "Base.yaml"\n')
+    with pytest.raises(ConfigError) as error:
+        load_config(str(config))
+    message = str(error.value)
+    assert message.startswith(f"{config}: not valid YAML: while parsing a flow sequence in "
+                              f'"{base}", line 2') and "\n" not in message
+
+
 def test_scaling_to_more_processes_scales_the_target_batch_and_the_adaptation_steps():
     opts = ["SOLVER.REFERENCE_WORLD_SIZE", "2", "SOLVER.IMS_PER_BATCH", "4",
             "SOLVER.TARGET_IMS_PER_BATCH", "2", "SOLVER.MAX_ITER", "1000", "MODEL.DA.START_ITER",
@@ -48,7 +61,15 @@ def test_scaling_to_more_processes_scales_the_target_batch_and_the_adaptation_st
         load_config(str(SYNTHETIC_DA), opts + ["SOLVER.TARGET_IMS_PER_BATCH", "3"])
 
 
-def test_convert_vgg16_names_an_input_that_is_no_torchvision_vgg16(tmp_path):
+def test_convert_vgg16_names_an_input_that_is_no_torchvision_vgg16(tmp_path, monkeypatch):
+    convert = load_script("tools/convert_vgg16.py")
+
+    def error_of(*args):
+        monkeypatch.setattr("sys.argv", ["convert_vgg16.py", *map(str, args)])
+        with pytest.raises(SystemExit) as stopped:
+            convert.main()
+        return stopped.value.code  # sys.exit(message): the message, printed, and status 1
+
     weights = vgg16(weights=None).state_dict()
     inputs = {"missing.pth": None, "text.pth": "not weights",
               "partial.pth": {k: v for k, v in weights.items() if k.startswith("features.0.")},
@@ -60,10 +81,7 @@ def test_convert_vgg16_names_an_input_that_is_no_torchvision_vgg16(tmp_path):
             (tmp_path / name).write_text(content)
         elif content is not None:
             torch.save(content, tmp_path / name)
-        result = run_script("tools/convert_vgg16.py", tmp_path / name, tmp_path / "out.pth",
-                            check=False)
-        assert result.returncode == 1 and "Traceback" not in result.stderr, name
-        errors[name] = result.stderr.strip().splitlines()[-1]
+        errors[name] = error_of(tmp_path / name, tmp_path / "out.pth")
     assert not (tmp_path / "out.pth").exists()
     prefix = f"error: {tmp_path}/"
     assert errors == {
@@ -76,6 +94,18 @@ def test_convert_vgg16_names_an_input_that_is_no_torchvision_vgg16(tmp_path):
                         f"features.5.weight, ...)",
         "narrow.pth": f"{prefix}narrow.pth: not a torchvision VGG16 state dict: "
                       f"classifier.3.weight is (10, 4096), VGG16's is (4096, 4096)"}
+
+    torch.save(weights, tmp_path / "vgg16.pth")
+    assert error_of(tmp_path / "vgg16.pth", tmp_path) == (
+        f"error: {tmp_path} is a folder; give the output file's path")
+    (tmp_path / "out.pth").write_text("an earlier file")
+    monkeypatch.setattr("sys.argv", ["convert_vgg16.py", str(tmp_path / "vgg16.pth"),
+                                     str(tmp_path / "out.pth")])
+    convert.main()
+    (earlier,) = tmp_path.glob("out.*.pth")  # kept under the time it was written
+    assert earlier.read_text() == "an earlier file"
+    assert torch.load(tmp_path / "out.pth")["model"].keys() == (
+        torchvision_vgg16_to_detectron2(weights).keys())
 
 
 def test_the_real_benchmark_configs_scale_to_the_readmes_eight_processes():

@@ -1,6 +1,7 @@
 """tools/train_net.py end to end on the synthetic domains: training, checkpoints, evaluation,
 --eval-only, --resume and clear errors for bad input; tools/infer.py on the trained model."""
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -56,14 +57,19 @@ def test_training_writes_checkpoints_and_per_class_ap50(trained):
 
 def test_eval_only_reproduces_the_numbers(trained, tmp_path):
     out, _ = trained
+    shutil.copy(out / "config.yaml", tmp_path)  # as in the training run's OUTPUT_DIR
     run_train_net("--config-file", SYNTHETIC_FPN, "--eval-only", *QUICK,
                   "MODEL.WEIGHTS", out / "model_final.pth", "OUTPUT_DIR", tmp_path)
     after_training = json.loads((out / "results.json").read_text())
     evaluated = json.loads((tmp_path / "results.json").read_text())
     assert evaluated == after_training
+    # the training run's config is kept; the evaluation's is written beside it
+    assert (tmp_path / "config.yaml").read_bytes() == (out / "config.yaml").read_bytes()
+    eval_config = (tmp_path / "config.eval-only.yaml").read_text()
+    assert f"WEIGHTS: {out / 'model_final.pth'}" in eval_config
 
 
-def test_a_new_run_refuses_an_output_dir_with_checkpoints(trained):
+def test_a_new_run_refuses_an_output_dir_with_checkpoints(trained, tmp_path):
     out, _ = trained
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
     result = run_train_net("--config-file", SYNTHETIC_FPN, *QUICK, "SOLVER.MAX_ITER", "60",
@@ -72,6 +78,15 @@ def test_a_new_run_refuses_an_output_dir_with_checkpoints(trained):
     assert result.stderr.strip().splitlines()[-1].startswith(
         f"error: OUTPUT_DIR {out} holds an earlier run's checkpoints")
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+
+    # a run killed between its first checkpoint and last_checkpoint: the checkpoint is kept too
+    os.link(out / "model_0000039.pth", tmp_path / "model_0000039.pth")
+    result = run_train_net("--config-file", SYNTHETIC_FPN, *QUICK, "OUTPUT_DIR", tmp_path,
+                           check=False)
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        f"error: OUTPUT_DIR {tmp_path} holds an earlier run's checkpoints "
+        f"({tmp_path / 'model_0000039.pth'})")
+    assert [p.name for p in tmp_path.iterdir()] == ["model_0000039.pth"]
 
 
 def test_resume_continues_from_last_checkpoint(tmp_path):
@@ -137,6 +152,8 @@ NEEDS_NO_GPU = pytest.mark.skipif(torch.cuda.is_available(), reason="this machin
                  "--num-machines 2 needs CUDA", marks=NEEDS_NO_GPU),
     pytest.param(["--config-file", SYNTHETIC_FPN, "MODEL.DEVICE", "cuda"],
                  "MODEL.DEVICE cuda: this machine has no CUDA GPU", marks=NEEDS_NO_GPU),
+    (["--config-file", SYNTHETIC_FPN, "OUTPUT_DIR", "README.md"],
+     "OUTPUT_DIR README.md: cannot be made a folder (File exists: README.md)"),
     (["--config-file", SYNTHETIC_FPN, "--eval-only"], "--eval-only: MODEL.WEIGHTS is empty"),
     (["--config-file", SYNTHETIC_FPN, "--eval-only", "MODEL.WEIGHTS", "output/no-such.pth"],
      "output/no-such.pth: no such checkpoint file"),
@@ -241,7 +258,8 @@ def test_infer_refuses_to_draw_over_its_input_or_to_run_without_weights(trained,
     into_input = subprocess.run(infer + ["--output", str(folder / "."), "MODEL.WEIGHTS",
                                          str(out / "model_final.pth")],
                                 capture_output=True, text=True, cwd=REPO)
-    assert into_input.returncode == 2 and "is the input folder" in into_input.stderr
+    assert into_input.returncode == 2 and (
+        f"argument --output: {folder} is not empty" in into_input.stderr)
     a_file = tmp_path / "notes.txt"
     a_file.write_text("kept")
     into_file = subprocess.run(infer + ["--output", str(a_file), "MODEL.WEIGHTS",
@@ -255,6 +273,11 @@ def test_infer_refuses_to_draw_over_its_input_or_to_run_without_weights(trained,
     assert without_weights.returncode != 0
     assert without_weights.stderr.strip().splitlines()[-1].startswith(
         "error: MODEL.WEIGHTS is empty")
+    no_classes = subprocess.run(infer + ["--output", str(tmp_path / "out"), "MODEL.WEIGHTS",
+                                         str(out / "model_final.pth"), "DATASETS.TRAIN", "()"],
+                                capture_output=True, text=True, cwd=REPO)
+    assert no_classes.returncode == 1 and no_classes.stderr.strip().splitlines()[-1] == (
+        "error: DATASETS.TRAIN is empty: its first split names the classes the model detects")
     assert not (tmp_path / "out").exists()
     # an image whose header reads but whose pixels do not: nothing detected is a failure
     (folder / image.name).write_bytes(image.read_bytes()[:len(image.read_bytes()) // 2])
@@ -275,12 +298,25 @@ def test_visualize_writes_detection_panels_and_feature_plot(trained, tmp_path):
          "--images", "2", "--features", "12", "--score-threshold", "0.05"],
         capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 0, result.stderr[-3000:]
-    too_few = subprocess.run(
+    written = {p: p.read_bytes() for p in tmp_path.iterdir()}
+    again = subprocess.run(
         [sys.executable, str(REPO / "tools" / "visualize.py"), "--config-file", str(SYNTHETIC_DA),
          "--source-only", str(weights), "--adapted", str(weights), "--output", str(tmp_path),
+         "--images", "1"], capture_output=True, text=True, cwd=REPO)
+    assert again.returncode == 2 and f"argument --output: {tmp_path} is not empty" in again.stderr
+    assert {p: p.read_bytes() for p in tmp_path.iterdir()} == written
+    too_few = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "visualize.py"), "--config-file", str(SYNTHETIC_DA),
+         "--source-only", str(weights), "--adapted", str(weights), "--output", str(tmp_path / "x"),
          "--features", "1"], capture_output=True, text=True, cwd=REPO)
     assert too_few.returncode == 2 and too_few.stderr.strip().endswith(
         "argument --features: 1: must be at least 2")
+    unknown_split = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "visualize.py"), "--config-file", str(SYNTHETIC_DA),
+         "--source-only", str(weights), "--adapted", str(weights), "--output", str(tmp_path / "x"),
+         "--source-split", "synthetic_clear_val"], capture_output=True, text=True, cwd=REPO)
+    assert unknown_split.returncode == 1 and unknown_split.stderr.strip().splitlines()[-1] == (
+        "error: --source-split synthetic_clear_val: unknown dataset name")
     empty = tmp_path / "empty.pth"
     torch.save({"model": {}}, empty)
     no_weights = subprocess.run(

@@ -257,6 +257,8 @@ def log(message):
 
 def parse_args(argv=None):
     """The command line; ``--quick`` sets QUICK's values, and a flag given beside it wins."""
+    from da_detect.argument_types import at_least
+    from da_detect.config import ConfigError, load_config
     from da_detect.data.synthetic import DOMAIN_STYLES
     from da_detect.engine.cpu_mixed_precision import cpu_has_native_bfloat16
 
@@ -266,8 +268,8 @@ def parse_args(argv=None):
     parser.add_argument("--variants", nargs="+", default=DEFAULT_VARIANTS,
                         help=f"any of {list(VARIANTS)} (default: all but {list(OPT_IN_VARIANTS)})")
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
-    parser.add_argument("--pretrain-iters", type=int, default=800)
-    parser.add_argument("--iters", type=int, default=200, help="stage-2 iterations per run")
+    parser.add_argument("--pretrain-iters", type=at_least(1), default=800)
+    parser.add_argument("--iters", type=at_least(1), default=200, help="stage-2 iterations per run")
     parser.add_argument("--lr", type=float, default=0.005, help="stage-2 learning rate")
     parser.add_argument("--precision", choices=["mixed", "fp32"],
                         default="mixed" if cpu_has_native_bfloat16() else "fp32",
@@ -278,7 +280,7 @@ def parse_args(argv=None):
                         help="the stage-2 weights evaluated: their mean over the second half of "
                              "stage 2, every eighth of it (SOLVER.WEIGHT_AVERAGING), or the last "
                              "step's")
-    parser.add_argument("--jobs", type=int, default=2,
+    parser.add_argument("--jobs", type=at_least(1), default=2,
                         help="stage-2 runs at a time, the CPU's cores shared between them (one "
                              "detectron2 process keeps about 1.2 of 2 cores busy)")
     parser.add_argument("--quick", action="store_true",
@@ -296,10 +298,18 @@ def parse_args(argv=None):
     unknown = [v for v in args.variants if v not in VARIANTS]
     if unknown:
         parser.error(f"unknown variants {unknown}; choose from {list(VARIANTS)}")
+    if args.output.exists() and not args.output.is_dir():
+        parser.error(f"--output {args.output} is a file, not a folder")
+    for variant in args.variants:  # a bad override named now, not in a run's log
+        try:
+            load_config(str(CONFIGS / VARIANTS[variant]), args.opts)
+        except ConfigError as e:
+            parser.error(f"{variant} ({VARIANTS[variant]}): {e}")
     return args
 
 
 def main():
+    from da_detect.atomic_file import keep_earlier
     from da_detect.data.synthetic import CLASSES
 
     args = parse_args()
@@ -325,6 +335,8 @@ def main():
         report += ("\nNot in the table, failed: " + "; ".join(failures)
                    + f". Run the same command with --output {args.output} to train them again "
                      f"and reuse the runs that finished.\n")
+    keep_earlier(args.output / "results.md")  # a run of other --variants or --seeds wrote it?
+    keep_earlier(args.output / "results.png")
     (args.output / "results.md").write_text(report)
     chart(runs, args.target, args.output / "results.png")
     print("\n" + report + f"\nChart: {args.output / 'results.png'}")

@@ -3,6 +3,8 @@
 MODEL.WEIGHTS for the VGG16 configs:
 
     python tools/convert_vgg16.py vgg16-397923af.pth output/vgg16_imagenet.pth
+
+A file already at the output path is kept under a timestamped name.
 """
 import argparse
 import sys
@@ -11,7 +13,7 @@ from pathlib import Path
 import torch
 
 import da_detect  # noqa: F401
-from da_detect.atomic_file import atomic_open
+from da_detect.atomic_file import atomic_open, keep_earlier
 from da_detect.modeling.vgg import torchvision_vgg16_to_detectron2
 
 
@@ -33,7 +35,10 @@ def main():
     except ValueError as e:
         sys.exit(f"error: {args.input}: {e}")
     output = Path(args.output)
+    if output.is_dir():
+        sys.exit(f"error: {output} is a folder; give the output file's path")
     output.parent.mkdir(parents=True, exist_ok=True)
+    keep_earlier(output)
     with atomic_open(output, "wb") as f:
         torch.save({"model": model, "__author__": "torchvision"}, f)
     print(f"wrote {len(model)} tensors to {output}")

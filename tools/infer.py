@@ -6,8 +6,8 @@
 
 OUT/detections.json is a COCO file (images, categories, and one annotation per detection with
 its "score"), which tools and DATASETS.COCO_DOMAINS can read back; OUT/<image's file name> shows
-the detections drawn with detectron2's Visualizer, so OUT must not be the input folder. An image
-that cannot be read is skipped, named in a warning, and left out of both.
+the detections drawn with detectron2's Visualizer. OUT must be a new or empty folder (never the
+input folder). An image that cannot be read is skipped, named in a warning, and left out of both.
 """
 import argparse
 import json
@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 
 import da_detect  # noqa: F401  (detectron2 compatibility, registrations; before detectron2)
+from da_detect.argument_types import new_output_folder
+from da_detect.atomic_file import atomic_open
 from da_detect.checkpoint import CheckpointError
 from da_detect.config import ConfigError, load_config
 from da_detect.data.custom import load_image_folder
@@ -57,17 +59,16 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config-file", required=True)
     parser.add_argument("--input", required=True, help="folder of .jpg/.png images")
-    parser.add_argument("--output", required=True, type=Path)
+    parser.add_argument("--output", required=True, type=new_output_folder,
+                        help="a new or empty folder")
     parser.add_argument("--score-threshold", type=float, default=0.5)
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     args = parser.parse_args()
-    if args.output.resolve() == Path(args.input).resolve():
-        parser.error(f"--output {args.output} is the input folder: the drawn images would "
-                     f"overwrite the images")
-    if args.output.exists() and not args.output.is_dir():
-        parser.error(f"--output {args.output} is a file, not a folder")
     try:
         cfg = load_config(args.config_file, args.opts)
+        if not cfg.DATASETS.TRAIN:
+            raise ConfigError("DATASETS.TRAIN is empty: its first split names the classes the "
+                              "model detects")
         records, problems = load_image_folder(args.input)
         if not records:
             raise DatasetError(f"no readable .jpg/.png images in {args.input}")
@@ -93,7 +94,8 @@ def main():
                  f"(named above)")
     coco = coco_detections(detected, outputs, classes,
                            category_ids(cfg.DATASETS.TRAIN[0], len(classes)), args.score_threshold)
-    (args.output / "detections.json").write_text(json.dumps(coco))
+    with atomic_open(args.output / "detections.json") as f:
+        json.dump(coco, f)
     skipped = f" ({len(problems)} skipped, named above)" if problems else ""
     print(f"{len(coco['annotations'])} detections in {len(detected)} images{skipped} -> "
           f"{args.output}")

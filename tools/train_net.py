@@ -5,13 +5,17 @@
     torchrun --nproc_per_node N tools/train_net.py --config-file CONFIG ...   (CPU or GPU)
 
 Logs, metrics (metrics.json, TensorBoard), checkpoints and evaluation results go to OUTPUT_DIR;
-a new run (no --resume) refuses an OUTPUT_DIR that holds an earlier run's checkpoints.
+a new run (no --resume) refuses an OUTPUT_DIR that holds an earlier run's checkpoints, and
+--eval-only keeps the config.yaml there (its own goes to config.eval-only.yaml).
 Bad input (config, datasets, checkpoints) and a non-finite loss stop it with one ``error:`` line.
 """
+import glob
 import os
 import sys
+from pathlib import Path
 
 import da_detect  # noqa: F401  (detectron2 compatibility, registrations; before detectron2)
+from da_detect.atomic_file import atomic_open
 from da_detect.checkpoint import CheckpointError, DACheckpointer
 from da_detect.config import ConfigError, load_config
 from da_detect.data.problems import DatasetError
@@ -26,12 +30,26 @@ from detectron2.utils.logger import setup_logger
 def setup(args):
     cfg = load_config(args.config_file, args.opts)
     cfg.freeze()
-    last = os.path.join(cfg.OUTPUT_DIR, "last_checkpoint")
-    if not (args.resume or args.eval_only) and os.path.exists(last):
+    try:
+        os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
+    except OSError as e:  # a file in the way
+        raise ConfigError(f"OUTPUT_DIR {cfg.OUTPUT_DIR}: cannot be made a folder ({e.strerror}: "
+                          f"{e.filename})") from e
+    earlier = sorted(path for pattern in ("last_checkpoint", "model_*.pth")
+                     for path in glob.glob(os.path.join(cfg.OUTPUT_DIR, pattern))
+                     if os.path.isfile(path))
+    if not (args.resume or args.eval_only) and earlier:
         raise CheckpointError(f"OUTPUT_DIR {cfg.OUTPUT_DIR} holds an earlier run's checkpoints "
-                              f"({last}), which a new run would overwrite: --resume to go on "
-                              f"with that run, or set another OUTPUT_DIR")
-    default_setup(cfg, args)
+                              f"({earlier[0]}), which a new run would overwrite: --resume to go "
+                              f"on with that run, or set another OUTPUT_DIR")
+    config_yaml = Path(cfg.OUTPUT_DIR, "config.yaml")
+    trained_with = config_yaml.read_bytes() if args.eval_only and config_yaml.is_file() else None
+    default_setup(cfg, args)  # writes the config it runs with to config.yaml
+    if trained_with is not None and comm.is_main_process():
+        # An evaluation keeps the training run's config.yaml and writes its own beside it.
+        os.replace(config_yaml, config_yaml.with_name("config.eval-only.yaml"))
+        with atomic_open(config_yaml, "wb") as f:
+            f.write(trained_with)
     setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="da_detect")
     return cfg
 

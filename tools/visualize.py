@@ -9,14 +9,15 @@
     python tools/visualize.py --config-file CONFIG --source-only A.pth --adapted B.pth \
         --output OUT [--images 4] [--features 100] [--score-threshold 0.5] [KEY VALUE ...]
 
+OUT must be a new or empty folder.
 Source and target splits: the config's DATASETS.TEST, first and last (override with
 --source-split / --target-split). An image that cannot be read is skipped, named in a warning.
 """
 import argparse
 import sys
-from pathlib import Path
 
 import da_detect  # noqa: F401  (detectron2 compatibility, registrations; before detectron2)
+from da_detect.argument_types import at_least, new_output_folder
 from da_detect.checkpoint import CheckpointError
 from da_detect.config import ConfigError, load_config
 from da_detect.data.problems import DatasetError, Problems, readable_images, thing_classes
@@ -38,22 +39,13 @@ def predictor(cfg, weights):
     return Predictor(cfg)
 
 
-def at_least(minimum):
-    """An argparse type: an integer no smaller than ``minimum``."""
-    def integer(text):
-        value = int(text)
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"{value}: must be at least {minimum}")
-        return value
-    return integer
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config-file", required=True)
     parser.add_argument("--source-only", required=True, help="weights of the source-only model")
     parser.add_argument("--adapted", required=True, help="weights of the adapted model")
-    parser.add_argument("--output", required=True, type=Path)
+    parser.add_argument("--output", required=True, type=new_output_folder,
+                        help="a new or empty folder")
     parser.add_argument("--source-split", help="default: the config's first DATASETS.TEST")
     parser.add_argument("--target-split", help="default: the config's last DATASETS.TEST")
     parser.add_argument("--images", type=at_least(1), default=4, help="target images to draw")
@@ -64,16 +56,22 @@ def main():
     args = parser.parse_args()
     try:
         cfg = load_config(args.config_file, args.opts)
+        if not cfg.DATASETS.TRAIN:
+            raise ConfigError("DATASETS.TRAIN is empty: its first split names the classes the "
+                              "models detect")
+        if not cfg.DATASETS.TEST and not (args.source_split and args.target_split):
+            raise ConfigError("DATASETS.TEST is empty: give --source-split and --target-split")
         source_split = args.source_split or cfg.DATASETS.TEST[0]
         target_split = args.target_split or cfg.DATASETS.TEST[-1]
+        for option, split in (("--source-split", source_split), ("--target-split", target_split)):
+            if split not in DatasetCatalog.list():
+                raise ConfigError(f"{option} {split}: unknown dataset name")
         source, target = DatasetCatalog.get(source_split), DatasetCatalog.get(target_split)
         thing_classes(cfg.DATASETS.TRAIN[0])  # the model's class names, for its detections
         models = {"source-only": predictor(cfg, args.source_only),
                   "adapted": predictor(cfg, args.adapted)}
     except (ConfigError, DatasetError, CheckpointError) as e:
         sys.exit(f"error: {e}")
-    except IndexError:
-        sys.exit("error: DATASETS.TEST is empty: give --source-split and --target-split")
     metadata = MetadataCatalog.get(target_split)  # its ground truth
     model_metadata = MetadataCatalog.get(cfg.DATASETS.TRAIN[0])  # the classes the models detect
     args.output.mkdir(parents=True, exist_ok=True)

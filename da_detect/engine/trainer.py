@@ -2,7 +2,6 @@
 import json
 import logging
 import os
-import time
 import weakref
 from pathlib import Path
 
@@ -10,7 +9,7 @@ from detectron2.engine import DefaultTrainer, TrainerBase, hooks
 from detectron2.utils import comm
 from torch.nn.parallel import DistributedDataParallel
 
-from ..atomic_file import atomic_open
+from ..atomic_file import atomic_open, keep_earlier
 from ..checkpoint import CheckpointError, DACheckpointer
 from ..config import check_adaptation_data
 from ..data.test_loader import build_test_loader
@@ -195,9 +194,7 @@ def save_results(results, output_dir):
     """
     path = Path(output_dir) / "results.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    if path.exists():
-        stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(path.stat().st_mtime))
-        path.rename(path.with_name(f"results.{stamp}.{time.time_ns() % 10**9:09d}.json"))
+    keep_earlier(path)
     with atomic_open(path) as f:
         json.dump(results, f, indent=2)
     return path

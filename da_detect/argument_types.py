@@ -1,0 +1,30 @@
+"""argparse types of the command-line tools."""
+import argparse
+from pathlib import Path
+
+
+def at_least(minimum):
+    """An integer no smaller than ``minimum``."""
+    def integer(text):
+        value = int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value}: must be at least {minimum}")
+        return value
+    return integer
+
+
+def new_output_folder(text):
+    """The output folder of a tool that writes several files: one that does not exist yet (the
+    tool makes it) or is empty, so that a run neither overwrites an earlier run's files nor
+    leaves its own mixed with them."""
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a file, not a folder")
+    if path.is_dir() and any(path.iterdir()):
+        raise argparse.ArgumentTypeError(
+            f"{text} is not empty: an earlier run's files would be overwritten or mixed with "
+            f"this run's; give a new or empty folder")
+    in_the_way = next((p for p in path.absolute().parents if p.exists()), None)
+    if in_the_way is not None and not in_the_way.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} cannot be made: {in_the_way} is a file")
+    return path
