@@ -21,6 +21,7 @@ import sys
 
 import da_detect  # noqa: F401  (detectron2 compatibility, registrations; before detectron2)
 import torch
+from da_detect.argument_types import at_least
 from da_detect.checkpoint import CheckpointError
 from da_detect.config import ConfigError, load_config
 from da_detect.data.problems import DatasetError
@@ -112,8 +113,9 @@ def main():
     parser.add_argument("--target-split", help="target train split; default: the config's "
                                                 "DATASETS.TARGET_TRAIN[0]")
     parser.add_argument("--features", nargs="+", help="backbone features to probe")
-    parser.add_argument("--images", type=int, default=128, help="images per domain and split")
-    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--images", type=at_least(1), default=128,
+                        help="images per domain and split")
+    parser.add_argument("--steps", type=at_least(1), default=300)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     args = parser.parse_args()

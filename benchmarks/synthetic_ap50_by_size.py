@@ -20,6 +20,7 @@ import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from da_detect.data.synthetic import DOMAIN_STYLES
 from da_detect.evaluation.coco_ap50 import ap50_per_class
 from da_detect.evaluation.comparison import mean_std
 from detectron2.data import MetadataCatalog  # after da_detect: its compatibility fixes first
@@ -33,7 +34,10 @@ def area_thirds(coco):
 
 def ap50_by_area(coco, detections_json, bounds):
     """AP50 (%) over all boxes and per area range [0, b0), [b0, b1), [b1, inf)."""
-    detections = json.loads(Path(detections_json).read_text())
+    try:
+        detections = json.loads(Path(detections_json).read_text())
+    except json.JSONDecodeError as e:  # an evaluation cut short
+        raise SystemExit(f"error: {detections_json}: not a JSON file of detections ({e})") from e
     if not detections:
         return [0.0] * (len(bounds) + 2)
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints as it goes
@@ -57,7 +61,8 @@ def ap50_by_area(coco, detections_json, bounds):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("output", type=Path, help="a tools/benchmark_synthetic.py --output folder")
-    parser.add_argument("--target", default="foggy")
+    parser.add_argument("--target", default="foggy",
+                        choices=[d for d in DOMAIN_STYLES if d != "clean"])
     args = parser.parse_args()
 
     dataset = f"synthetic_{args.target}_val"

@@ -201,6 +201,9 @@ def test_ap50_by_size_counts_a_box_on_a_bound_in_one_range(tmp_path):
                                        "bbox": [10.0, 10.0, 20, 20], "score": 1.0}]))
     _, small, medium, large = by_size.ap50_by_area(coco, detections, [400.0, 650.0])
     assert (small, medium, large) == (0.0, pytest.approx(100.0), 0.0)
+    detections.write_text(detections.read_text()[:30])  # an evaluation cut short
+    with pytest.raises(SystemExit, match=f"^error: {detections}: not a JSON file of detections"):
+        by_size.ap50_by_area(coco, detections, [400.0, 650.0])
 
 
 def test_domain_probe_uses_a_models_own_d_img_only_where_its_checkpoint_trained_it(tmp_path):
