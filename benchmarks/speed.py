@@ -29,6 +29,7 @@ import itertools
 import multiprocessing
 import statistics
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import da_detect  # noqa: F401  (detectron2 compatibility, registrations; before detectron2)
@@ -108,7 +109,7 @@ class TrainingRun:
         return loaded - start, time.perf_counter() - loaded, len(batch)
 
 
-def peak_memory_mib(args, mode, steps, queue):
+def peak_memory_mib(args, mode, steps):
     """Run in a fresh process: peak memory (MiB) over ``steps`` training steps of ``mode``."""
     cfg = load(args)[mode]
     with EventStorage():
@@ -116,20 +117,16 @@ def peak_memory_mib(args, mode, steps, queue):
         for _ in range(steps):
             run.step()
     if cfg.MODEL.DEVICE.startswith("cuda"):
-        queue.put(torch.cuda.max_memory_allocated() / 2**20)
-    else:
-        status = Path("/proc/self/status").read_text().splitlines()
-        queue.put(next(int(l.split()[1]) for l in status if l.startswith("VmHWM")) / 1024)
+        return torch.cuda.max_memory_allocated() / 2**20
+    status = Path("/proc/self/status").read_text().splitlines()
+    return next(int(l.split()[1]) for l in status if l.startswith("VmHWM")) / 1024
 
 
 def measure_peak_memory(args, mode, steps):
-    context = multiprocessing.get_context("spawn")
-    queue = context.Queue()
-    process = context.Process(target=peak_memory_mib, args=(args, mode, steps, queue))
-    process.start()
-    value = queue.get()
-    process.join()
-    return value
+    """:func:`peak_memory_mib` in a fresh (spawned) process; its error is raised here, and a
+    process that dies (out of memory) raises BrokenProcessPool instead of leaving this waiting."""
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(peak_memory_mib, args, mode, steps).result()
 
 
 def measure_training(cfgs, warmup, steps):
