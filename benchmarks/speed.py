@@ -34,6 +34,7 @@ from pathlib import Path
 
 import da_detect  # noqa: F401  (detectron2 compatibility, registrations; before detectron2)
 import torch
+from da_detect.argument_types import at_least
 from da_detect.atomic_file import atomic_open, keep_earlier
 from da_detect.config import ConfigError, deployment_config, load_config
 from da_detect.data.builtin import register_synthetic_split
@@ -51,7 +52,9 @@ def width_x_height(text):
     try:
         width, height = (int(v) for v in text.split("x"))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text}: not WIDTHxHEIGHT (e.g. 320x256)") from None
+        width = height = 0
+    if min(width, height) < 1:
+        raise argparse.ArgumentTypeError(f"{text}: not WIDTHxHEIGHT (e.g. 320x256)")
     return width, height
 
 
@@ -233,10 +236,10 @@ def main():
     parser.add_argument("--config-file", required=True)
     parser.add_argument("--synthetic-images", metavar="WIDTHxHEIGHT", type=width_x_height,
                         help="train on synthetic scenes of this size instead of the config's data")
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--steps", type=int, default=8, help="measured steps per mode")
-    parser.add_argument("--inference-repetitions", type=int, default=3)
-    parser.add_argument("--loader-batches", type=int, default=20)
+    parser.add_argument("--warmup", type=at_least(0), default=2)
+    parser.add_argument("--steps", type=at_least(1), default=8, help="measured steps per mode")
+    parser.add_argument("--inference-repetitions", type=at_least(1), default=3)
+    parser.add_argument("--loader-batches", type=at_least(1), default=20)
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--output", type=Path, help="also write the table to this file")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")

@@ -36,8 +36,9 @@ def atomic_open(path, mode="w", *, durable=True):
 
 
 def keep_earlier(path):
-    """Rename a file at ``path`` after the time it was written (``NAME.<YYYYmmdd-HHMMSS>.<ns>``
-    and its suffix), so that writing a new one there loses nothing."""
+    """Rename a file at ``path`` after the time it was written (``NAME.<YYYYmmdd-HHMMSS>.<n>``
+    and its suffix, ``<n>`` nanoseconds of the renaming's time, so that two names never meet),
+    so that writing a new one there loses nothing."""
     path = Path(path)
     if path.is_file():
         stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(path.stat().st_mtime))

@@ -46,12 +46,14 @@ class DACheckpointer(DetectionCheckpointer):
         basename = f"{name}.pth"
         path = os.path.join(self.save_dir, basename)
         self.logger.info(f"Saving checkpoint to {path}")
+        writing = path
         try:
             with atomic_open(path, "wb") as f:
                 torch.save(data, f)
+            writing = os.path.join(self.save_dir, "last_checkpoint")
             self.tag_last_checkpoint(basename)
         except OSError as e:  # a full disk, a folder in the way, no permission
-            raise CheckpointError(f"{path}: could not be written ({e.strerror or e}); the "
+            raise CheckpointError(f"{writing}: could not be written ({e.strerror or e}); the "
                                   f"checkpoints saved before it are intact") from e
 
     def load(self, path, *args, **kwargs):

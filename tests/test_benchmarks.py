@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 from pycocotools.coco import COCO
 
-from conftest import REPO, SYNTHETIC_DA, SYNTHETIC_FPN, load_script, run_script, untrained_weights
+from conftest import SYNTHETIC_DA, SYNTHETIC_FPN, load_script, run_script, untrained_weights
 from da_detect.config import load_config
 
 TINY = ["INPUT.MIN_SIZE_TRAIN", "(128,)", "INPUT.MAX_SIZE_TRAIN", "160", "INPUT.MIN_SIZE_TEST",
@@ -98,6 +98,18 @@ def test_quick_presets_what_no_flag_sets():
     full = benchmark.parse_args(["--seeds", "4"])
     assert (full.variants, full.seeds, full.pretrain_iters) == (
         benchmark.DEFAULT_VARIANTS, [4], 800)
+
+
+def test_benchmark_overrides_are_checked_with_the_options_of_each_run(capsys):
+    benchmark = load_script("tools/benchmark_synthetic.py")
+    averaging_from_150 = ["--variants", "source_only", "oracle", "--pretrain-iters", "200",
+                          "SOLVER.WEIGHT_AVERAGING.START_ITER", "150"]
+    benchmark.parse_args(["--iters", "300", *averaging_from_150])  # within both stages' steps
+    with pytest.raises(SystemExit):  # stage 2's 100 steps end before step 150
+        benchmark.parse_args(["--iters", "100", *averaging_from_150])
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(
+        "error: source_only (faster_rcnn_R18_FPN_source_only.yaml): "
+        "SOLVER.WEIGHT_AVERAGING.START_ITER = 150: must be in [0, SOLVER.MAX_ITER = 100]")
 
 
 def test_synthetic_benchmark_writes_table_and_chart(tmp_path):

@@ -79,14 +79,17 @@ def test_a_new_run_refuses_an_output_dir_with_checkpoints(trained, tmp_path):
         f"error: OUTPUT_DIR {out} holds an earlier run's checkpoints")
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
 
-    # a run killed between its first checkpoint and last_checkpoint: the checkpoint is kept too
-    os.link(out / "model_0000039.pth", tmp_path / "model_0000039.pth")
-    result = run_train_net("--config-file", SYNTHETIC_FPN, *QUICK, "OUTPUT_DIR", tmp_path,
+    # a run killed between its first checkpoint and last_checkpoint, in a folder whose name
+    # reads as a glob pattern: the checkpoint is kept too
+    killed = tmp_path / "run[1]"
+    killed.mkdir()
+    os.link(out / "model_0000039.pth", killed / "model_0000039.pth")
+    result = run_train_net("--config-file", SYNTHETIC_FPN, *QUICK, "OUTPUT_DIR", killed,
                            check=False)
     assert result.stderr.strip().splitlines()[-1].startswith(
-        f"error: OUTPUT_DIR {tmp_path} holds an earlier run's checkpoints "
-        f"({tmp_path / 'model_0000039.pth'})")
-    assert [p.name for p in tmp_path.iterdir()] == ["model_0000039.pth"]
+        f"error: OUTPUT_DIR {killed} holds an earlier run's checkpoints "
+        f"({killed / 'model_0000039.pth'})")
+    assert [p.name for p in killed.iterdir()] == ["model_0000039.pth"]
 
 
 def test_resume_continues_from_last_checkpoint(tmp_path):

@@ -128,15 +128,19 @@ def precision_opts(args):
     return ["SOLVER.AMP.ENABLED", str(args.precision == "mixed")]
 
 
-def pretrain(args):
-    """Stage 1: the shared source-only starting point. Returns its weights."""
-    output_dir = args.output / "pretrain"
-    config = CONFIGS / VARIANTS["source_only"]
-    opts = ["SOLVER.MAX_ITER", str(args.pretrain_iters),
+def pretrain_opts(args):
+    return ["SOLVER.MAX_ITER", str(args.pretrain_iters),
             "SOLVER.STEPS", f"({int(0.8 * args.pretrain_iters)},)",
             "SOLVER.WARMUP_ITERS", str(min(100, args.pretrain_iters // 5)),
             "SOLVER.CHECKPOINT_PERIOD", str(args.pretrain_iters), "DATASETS.TEST", "()",
             *precision_opts(args), *args.opts]
+
+
+def pretrain(args):
+    """Stage 1: the shared source-only starting point. Returns its weights."""
+    output_dir = args.output / "pretrain"
+    config = CONFIGS / VARIANTS["source_only"]
+    opts = pretrain_opts(args)
     if not finished(config, output_dir, opts, "model_final.pth"):
         log(f"stage 1: source-only pretraining, {args.pretrain_iters} iterations -> {output_dir}")
         train_net(config, output_dir, opts)
@@ -300,16 +304,19 @@ def parse_args(argv=None):
         parser.error(f"unknown variants {unknown}; choose from {list(VARIANTS)}")
     if args.output.exists() and not args.output.is_dir():
         parser.error(f"--output {args.output} is a file, not a folder")
-    for variant in args.variants:  # a bad override named now, not in a run's log
+    runs = [("stage 1", VARIANTS["source_only"], pretrain_opts(args))] + [
+        (variant, VARIANTS[variant], stage2_opts(variant, args.seeds[0], "", args))
+        for variant in args.variants]
+    for name, config, opts in runs:  # a bad override named now, not in a run's log
         try:
-            load_config(str(CONFIGS / VARIANTS[variant]), args.opts)
+            load_config(str(CONFIGS / config), opts)
         except ConfigError as e:
-            parser.error(f"{variant} ({VARIANTS[variant]}): {e}")
+            parser.error(f"{name} ({config}): {e}")
     return args
 
 
 def main():
-    from da_detect.atomic_file import keep_earlier
+    from da_detect.atomic_file import atomic_open, keep_earlier
     from da_detect.data.synthetic import CLASSES
 
     args = parse_args()
@@ -337,7 +344,8 @@ def main():
                      f"and reuse the runs that finished.\n")
     keep_earlier(args.output / "results.md")  # a run of other --variants or --seeds wrote it?
     keep_earlier(args.output / "results.png")
-    (args.output / "results.md").write_text(report)
+    with atomic_open(args.output / "results.md") as f:
+        f.write(report)
     chart(runs, args.target, args.output / "results.png")
     print("\n" + report + f"\nChart: {args.output / 'results.png'}")
     if failures:

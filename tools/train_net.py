@@ -22,6 +22,7 @@ from da_detect.data.problems import DatasetError
 from da_detect.engine import DATrainer
 from da_detect.engine.finite_loss import NonFiniteLossError
 from da_detect.engine.launch import launch_main
+from da_detect.every_process import raise_for_problems
 from detectron2.engine import default_argument_parser, default_setup
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
@@ -36,12 +37,12 @@ def setup(args):
         raise ConfigError(f"OUTPUT_DIR {cfg.OUTPUT_DIR}: cannot be made a folder ({e.strerror}: "
                           f"{e.filename})") from e
     earlier = sorted(path for pattern in ("last_checkpoint", "model_*.pth")
-                     for path in glob.glob(os.path.join(cfg.OUTPUT_DIR, pattern))
+                     for path in glob.glob(os.path.join(glob.escape(cfg.OUTPUT_DIR), pattern))
                      if os.path.isfile(path))
-    if not (args.resume or args.eval_only) and earlier:
-        raise CheckpointError(f"OUTPUT_DIR {cfg.OUTPUT_DIR} holds an earlier run's checkpoints "
-                              f"({earlier[0]}), which a new run would overwrite: --resume to go "
-                              f"on with that run, or set another OUTPUT_DIR")
+    raise_for_problems(
+        f"OUTPUT_DIR {cfg.OUTPUT_DIR} holds an earlier run's checkpoints ({earlier[0]}), which "
+        f"a new run would overwrite: --resume to go on with that run, or set another OUTPUT_DIR"
+        if earlier and not (args.resume or args.eval_only) else None, CheckpointError)
     config_yaml = Path(cfg.OUTPUT_DIR, "config.yaml")
     trained_with = config_yaml.read_bytes() if args.eval_only and config_yaml.is_file() else None
     default_setup(cfg, args)  # writes the config it runs with to config.yaml
@@ -69,7 +70,12 @@ def main(args):
             return DATrainer.test(cfg, model)
         trainer = DATrainer(cfg)
         trainer.resume_or_load(resume=args.resume)
-        trainer.checkpointer.require_some_weights()
+        try:
+            trainer.checkpointer.require_some_weights()
+            problem = None
+        except CheckpointError as e:
+            problem = str(e)
+        raise_for_problems(problem, CheckpointError)
         return trainer.train()
     except NonFiniteLossError as e:
         fail(e, f"{e}; the checkpoints saved before it are intact (--resume goes on from the "
@@ -80,9 +86,14 @@ def main(args):
 
 def fail(error, message):
     """Exit with status 1 and one ``error:`` line, written whole, so that several processes'
-    lines do not mix; an error that every process raised alike is reported by process 0 alone."""
-    if comm.get_rank() == 0 or not getattr(error, "raised_in_every_process", False):
+    lines do not mix. An error marked ``raised_in_every_process`` is reported by process 0
+    alone, and the others wait until it has been (torchrun stops every process as soon as one
+    exits with an error)."""
+    in_every_process = getattr(error, "raised_in_every_process", False)
+    if comm.get_rank() == 0 or not in_every_process:
         sys.stderr.write(f"error: {message}\n")
+    if in_every_process:
+        comm.all_gather(None)  # every process reaches this point
     sys.exit(1)
 
 

@@ -21,7 +21,7 @@ class FiniteLossCheck:
     def run_step(self):
         """detectron2's step; its own divergence check (a ``FloatingPointError`` raised in the
         forward pass, before any loss) becomes a :class:`NonFiniteLossError` naming the
-        iteration."""
+        iteration: in the process whose proposals diverged alone, where there are several."""
         try:
             super().run_step()
         except FloatingPointError as e:
