@@ -98,6 +98,9 @@ def test_convert_vgg16_names_an_input_that_is_no_torchvision_vgg16(tmp_path, mon
     torch.save(weights, tmp_path / "vgg16.pth")
     assert error_of(tmp_path / "vgg16.pth", tmp_path) == (
         f"error: {tmp_path} is a folder; give the output file's path")
+    assert error_of(tmp_path / "vgg16.pth", tmp_path / "text.pth" / "out.pth") == (
+        f"error: {tmp_path}/text.pth/out.pth: its folder cannot be made (File exists: "
+        f"{tmp_path}/text.pth)")
     (tmp_path / "out.pth").write_text("an earlier file")
     monkeypatch.setattr("sys.argv", ["convert_vgg16.py", str(tmp_path / "vgg16.pth"),
                                      str(tmp_path / "out.pth")])

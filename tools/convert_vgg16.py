@@ -37,7 +37,10 @@ def main():
     output = Path(args.output)
     if output.is_dir():
         sys.exit(f"error: {output} is a folder; give the output file's path")
-    output.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # a file in the way
+        sys.exit(f"error: {output}: its folder cannot be made ({e.strerror}: {e.filename})")
     keep_earlier(output)
     with atomic_open(output, "wb") as f:
         torch.save({"model": model, "__author__": "torchvision"}, f)
