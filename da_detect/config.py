@@ -18,7 +18,7 @@ from detectron2.data import DatasetCatalog
 
 from .data.albumentations_augmentation import build_albumentations
 from .data.custom import register_from_config
-from .data.problems import DatasetError
+from .data.problems import DatasetError, thing_classes
 
 GRL_SCHEDULES = ("constant", "dann")
 AP_METHODS = ("coco", "voc07")
@@ -159,6 +159,15 @@ def check_dataset_names(cfg):
                 close = difflib.get_close_matches(name, registered, n=3)
                 hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
                 raise ConfigError(f"{key}: unknown dataset name {name!r}{hint}")
+
+
+def detected_classes(cfg):
+    """The class names the model detects: those of DATASETS.TRAIN's first split. Raise
+    ConfigError where DATASETS.TRAIN is empty."""
+    if not cfg.DATASETS.TRAIN:
+        raise ConfigError("DATASETS.TRAIN is empty: its first split names the classes the model "
+                          "detects")
+    return thing_classes(cfg.DATASETS.TRAIN[0])
 
 
 # detectron2's norms (``get_norm``) that normalize with the statistics of the batch

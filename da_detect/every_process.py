@@ -5,6 +5,8 @@ next collective until torchrun stops them (on other machines, failing with a glo
 closed" traceback). Gathering each process's problem at a point every process reaches lets all
 of them raise the same error, naming whose problem it was; process 0 alone need report it.
 """
+import contextlib
+
 from detectron2.utils import comm
 
 
@@ -20,3 +22,16 @@ def raise_for_problems(problem, error_type, describe="{}".format):
         error = error_type(describe("; ".join(named)))
         error.raised_in_every_process = True
         raise error
+
+
+@contextlib.contextmanager
+def raised_together(error_type):
+    """Run the block in every process; where it raises ``error_type`` in any of them, every
+    process raises one ``error_type`` naming each process's message (:func:`raise_for_problems`).
+    Every process must enter it at the same point."""
+    problem = None
+    try:
+        yield
+    except error_type as e:
+        problem = str(e)
+    raise_for_problems(problem, error_type)

@@ -18,9 +18,9 @@ import da_detect  # noqa: F401  (detectron2 compatibility, registrations; before
 from da_detect.argument_types import new_output_folder
 from da_detect.atomic_file import atomic_open
 from da_detect.checkpoint import CheckpointError
-from da_detect.config import ConfigError, load_config
+from da_detect.config import ConfigError, detected_classes, load_config
 from da_detect.data.custom import load_image_folder
-from da_detect.data.problems import DatasetError, readable_images, thing_classes
+from da_detect.data.problems import DatasetError, readable_images
 from da_detect.engine.predictor import Predictor
 from da_detect.visualization import draw_detections, to_rgb
 from detectron2.data import MetadataCatalog
@@ -66,13 +66,10 @@ def main():
     args = parser.parse_args()
     try:
         cfg = load_config(args.config_file, args.opts)
-        if not cfg.DATASETS.TRAIN:
-            raise ConfigError("DATASETS.TRAIN is empty: its first split names the classes the "
-                              "model detects")
         records, problems = load_image_folder(args.input)
         if not records:
             raise DatasetError(f"no readable .jpg/.png images in {args.input}")
-        classes = thing_classes(cfg.DATASETS.TRAIN[0])
+        classes = detected_classes(cfg)
         predictor = Predictor(cfg)
     except (ConfigError, DatasetError, CheckpointError) as e:
         sys.exit(f"error: {e}")

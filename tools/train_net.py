@@ -22,7 +22,7 @@ from da_detect.data.problems import DatasetError
 from da_detect.engine import DATrainer
 from da_detect.engine.finite_loss import NonFiniteLossError
 from da_detect.engine.launch import launch_main
-from da_detect.every_process import raise_for_problems
+from da_detect.every_process import raise_for_problems, raised_together
 from detectron2.engine import default_argument_parser, default_setup
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
@@ -70,12 +70,8 @@ def main(args):
             return DATrainer.test(cfg, model)
         trainer = DATrainer(cfg)
         trainer.resume_or_load(resume=args.resume)
-        try:
+        with raised_together(CheckpointError):
             trainer.checkpointer.require_some_weights()
-            problem = None
-        except CheckpointError as e:
-            problem = str(e)
-        raise_for_problems(problem, CheckpointError)
         return trainer.train()
     except NonFiniteLossError as e:
         fail(e, f"{e}; the checkpoints saved before it are intact (--resume goes on from the "

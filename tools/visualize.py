@@ -19,8 +19,8 @@ import sys
 import da_detect  # noqa: F401  (detectron2 compatibility, registrations; before detectron2)
 from da_detect.argument_types import at_least, new_output_folder
 from da_detect.checkpoint import CheckpointError
-from da_detect.config import ConfigError, load_config
-from da_detect.data.problems import DatasetError, Problems, readable_images, thing_classes
+from da_detect.config import ConfigError, detected_classes, load_config
+from da_detect.data.problems import DatasetError, Problems, readable_images
 from da_detect.engine.predictor import Predictor
 from da_detect.visualization import (
     draw_detections,
@@ -56,9 +56,6 @@ def main():
     args = parser.parse_args()
     try:
         cfg = load_config(args.config_file, args.opts)
-        if not cfg.DATASETS.TRAIN:
-            raise ConfigError("DATASETS.TRAIN is empty: its first split names the classes the "
-                              "models detect")
         if not cfg.DATASETS.TEST and not (args.source_split and args.target_split):
             raise ConfigError("DATASETS.TEST is empty: give --source-split and --target-split")
         source_split = args.source_split or cfg.DATASETS.TEST[0]
@@ -67,7 +64,7 @@ def main():
             if split not in DatasetCatalog.list():
                 raise ConfigError(f"{option} {split}: unknown dataset name")
         source, target = DatasetCatalog.get(source_split), DatasetCatalog.get(target_split)
-        thing_classes(cfg.DATASETS.TRAIN[0])  # the model's class names, for its detections
+        detected_classes(cfg)  # the models' class names, for their detections
         models = {"source-only": predictor(cfg, args.source_only),
                   "adapted": predictor(cfg, args.adapted)}
     except (ConfigError, DatasetError, CheckpointError) as e:

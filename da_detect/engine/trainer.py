@@ -16,7 +16,7 @@ from ..data.test_loader import build_test_loader
 from ..data.train_loader import build_train_loader
 from ..evaluation import COCOAP50Evaluator, VOC07AP50Evaluator
 from ..evaluation.comparison import comparison_table
-from ..every_process import raise_for_problems
+from ..every_process import raise_for_problems, raised_together
 from .finite_loss import FiniteLossAMPTrainer, FiniteLossCPUAMPTrainer, FiniteLossTrainer
 from .training_state import TrainingState, random_states_kept
 from .unwrap import unwrap_model
@@ -97,12 +97,8 @@ class DATrainer(DefaultTrainer):
                 lambda sources: f"the processes would not start from the same checkpoint: "
                                 f"{sources}; --resume needs OUTPUT_DIR {self.cfg.OUTPUT_DIR} to "
                                 f"be one folder that every machine shares")
-        problem = None
-        try:
+        with raised_together(CheckpointError):
             super().resume_or_load(resume)
-        except CheckpointError as e:
-            problem = str(e)
-        raise_for_problems(problem, CheckpointError)
         if self.start_iter:
             self.data_loader.start_at(self.start_iter)
             # SimpleTrainer took its iterator at construction; take a new one from this step.
