@@ -6,7 +6,8 @@
 
 Logs, metrics (metrics.json, TensorBoard), checkpoints and evaluation results go to OUTPUT_DIR;
 a new run (no --resume) refuses an OUTPUT_DIR that holds an earlier run's checkpoints, and
---eval-only keeps the config.yaml there (its own goes to config.eval-only.yaml).
+--eval-only keeps the config.yaml there (its own goes to config.eval-only.yaml) and keeps an
+earlier evaluation's results and predictions under timestamped names.
 Bad input (config, datasets, checkpoints) and a non-finite loss stop it with one ``error:`` line.
 """
 import glob
@@ -15,11 +16,12 @@ import sys
 from pathlib import Path
 
 import da_detect  # noqa: F401  (detectron2 compatibility, registrations; before detectron2)
-from da_detect.atomic_file import atomic_open
+from da_detect.atomic_file import atomic_open, keep_earlier
 from da_detect.checkpoint import CheckpointError, DACheckpointer
 from da_detect.config import ConfigError, load_config
 from da_detect.data.problems import DatasetError
 from da_detect.engine import DATrainer
+from da_detect.engine.trainer import keep_earlier_predictions
 from da_detect.engine.finite_loss import NonFiniteLossError
 from da_detect.engine.launch import launch_main
 from da_detect.every_process import raise_for_problems, raised_together
@@ -48,7 +50,9 @@ def setup(args):
     default_setup(cfg, args)  # writes the config it runs with to config.yaml
     if trained_with is not None and comm.is_main_process():
         # An evaluation keeps the training run's config.yaml and writes its own beside it.
-        os.replace(config_yaml, config_yaml.with_name("config.eval-only.yaml"))
+        eval_config_yaml = config_yaml.with_name("config.eval-only.yaml")
+        keep_earlier(eval_config_yaml)
+        os.replace(config_yaml, eval_config_yaml)
         with atomic_open(config_yaml, "wb") as f:
             f.write(trained_with)
     setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="da_detect")
@@ -67,6 +71,8 @@ def main(args):
                                       "in OUTPUT_DIR to --resume from): nothing to evaluate")
             checkpointer.resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
             checkpointer.require_inference_weights()
+            if comm.is_main_process():
+                keep_earlier_predictions(cfg)
             return DATrainer.test(cfg, model)
         trainer = DATrainer(cfg)
         trainer.resume_or_load(resume=args.resume)

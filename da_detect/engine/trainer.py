@@ -149,8 +149,8 @@ class DATrainer(DefaultTrainer):
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
         if cfg.TEST.AP_METHOD == "voc07":
             return VOC07AP50Evaluator(dataset_name)
-        output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
-        return COCOAP50Evaluator(dataset_name, output_dir=output_folder)
+        return COCOAP50Evaluator(dataset_name,
+                                 output_dir=output_folder or predictions_folder(cfg, dataset_name))
 
     @classmethod
     def test(cls, cfg, model, evaluators=None):
@@ -181,6 +181,20 @@ class DATrainer(DefaultTrainer):
             # Before detectron2's checkpointer: the last step's checkpoint holds the mean.
             ours.append(WeightAveraging(averaging.START_ITER, averaging.PERIOD))
         return ours + super().build_hooks()
+
+
+def predictions_folder(cfg, dataset_name):
+    """Where an evaluation of split ``dataset_name`` writes its predictions."""
+    return os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
+
+
+def keep_earlier_predictions(cfg):
+    """Keep the prediction files an earlier evaluation wrote for each DATASETS.TEST split under
+    timestamped names (:func:`keep_earlier`), so that an evaluation run does not replace them.
+    (Evaluations during training replace their own: they are the model of the moment's.)"""
+    for split in cfg.DATASETS.TEST:
+        for name in COCOAP50Evaluator.PREDICTION_FILES:
+            keep_earlier(Path(predictions_folder(cfg, split), name))
 
 
 def save_results(results, output_dir):

@@ -36,6 +36,9 @@ class COCOAP50Evaluator(COCOEvaluator):
     Uses pycocotools' evaluator when detectron2 was installed without its C++ extension.
     """
 
+    # what COCOEvaluator writes in output_dir: the raw predictions, and them in COCO's format
+    PREDICTION_FILES = ("instances_predictions.pth", "coco_instances_results.json")
+
     def __init__(self, dataset_name, output_dir=None, distributed=True):
         metadata = MetadataCatalog.get(dataset_name)
         json_file = metadata.get("json_file")
