@@ -1,6 +1,6 @@
 """Config keys of da-detect, added to detectron2's defaults by :func:`add_da_config`.
 
-The total training loss is the paper's Eq. (8)::
+The total training loss is the paper's Eq. (10)::
 
     L = L_det + MODEL.DA.LOSS_WEIGHT * (w_img * L_img + w_ins * L_ins + w_cst * L_cst)
 
@@ -67,7 +67,7 @@ def add_da_config(cfg):
     cfg.WANDB.NAME = ""  # empty: wandb picks one
 
     cfg.MODEL.DA = CN()
-    cfg.MODEL.DA.LOSS_WEIGHT = 0.1  # lambda of Eq. (8)
+    cfg.MODEL.DA.LOSS_WEIGHT = 0.1  # lambda of Eq. (10)
     # Gradient reversal: each classifier's GRL_LAMBDA, constant or ramped by the DANN schedule
     # 2 / (1 + exp(-GRL_GAMMA * p)) - 1 over training progress p in [0, 1].
     cfg.MODEL.DA.GRL_SCHEDULE = "constant"

@@ -1,8 +1,8 @@
-"""The consistency regularizer of DA Faster R-CNN (the paper's Eq. 7)."""
+"""The consistency regularizer of DA Faster R-CNN (the paper's Eq. 9)."""
 
 
 def consistency_loss(image_probs, instance_probs, image_index):
-    """Mean over regions of ``|| p_img(i) - p_ins(i, j) ||_2`` (Eq. 7).
+    """Mean over regions of ``|| p_img(i) - p_ins(i, j) ||_2`` (Eq. 9).
 
     Args:
         image_probs: (N,) per-image target probability, averaged over locations (and levels).

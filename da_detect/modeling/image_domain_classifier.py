@@ -1,4 +1,4 @@
-"""The image-level domain classifier D_img of DA Faster R-CNN and its loss (the paper's Eq. 4)."""
+"""The image-level domain classifier D_img of DA Faster R-CNN and its loss (the paper's Eq. 7)."""
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -41,7 +41,7 @@ def valid_location_mask(image_sizes, feature_shape, stride):
 
 
 def image_domain_loss(logits, domain_labels, masks):
-    """Binary cross-entropy per location (Eq. 4), averaged over valid locations, then levels.
+    """Binary cross-entropy per location (Eq. 7), averaged over valid locations, then levels.
 
     Args:
         logits: list over levels of (N, 1, H, W) domain logits.
@@ -62,7 +62,7 @@ def image_domain_loss(logits, domain_labels, masks):
 
 def image_domain_probability(logits, masks):
     """(N,) float32 probability of "target" per image: the sigmoid averaged over all valid
-    locations of all levels, as the consistency regularizer (Eq. 7) uses it. Computed in float32
+    locations of all levels, as the consistency regularizer (Eq. 9) uses it. Computed in float32
     whatever the logits' dtype: near 0.5 bfloat16 steps by 0.004, as much as the differences the
     regularizer penalizes."""
     total = sum((torch.sigmoid(x.float()) * m).sum(dim=(1, 2, 3)) for x, m in zip(logits, masks))

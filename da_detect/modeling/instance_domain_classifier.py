@@ -1,4 +1,4 @@
-"""The instance-level domain classifier D_ins of DA Faster R-CNN and its loss (the paper's Eq. 5)."""
+"""The instance-level domain classifier D_ins of DA Faster R-CNN and its loss (the paper's Eq. 8)."""
 import torch.nn.functional as F
 from torch import nn
 
@@ -28,7 +28,7 @@ class InstanceDomainClassifier(nn.Module):
 
 
 def instance_domain_loss(logits, domain_labels):
-    """Binary cross-entropy per region (Eq. 5), averaged. Returns (loss, accuracy).
+    """Binary cross-entropy per region (Eq. 8), averaged. Returns (loss, accuracy).
 
     Args:
         logits: (R,) domain logits. domain_labels: (R,) float, 0 source, 1 target.

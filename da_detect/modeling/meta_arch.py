@@ -27,7 +27,7 @@ class DomainAdaptiveRCNN(GeneralizedRCNN):
     Training inputs are detectron2's batched inputs, each with ``"domain"``: 0 (source, labeled,
     the default when absent) or 1 (target, unlabeled: its ``"instances"``, if any, are never read).
     One backbone pass covers source and target images; detection losses come from source images
-    only; the domain losses (Eq. 4, 5, 7) come from both and are weighted as in Eq. (8). D_ins sees
+    only; the domain losses (Eq. 7, 8, 9) come from both and are weighted as in Eq. (10). D_ins sees
     the same kind of regions in both domains: each image's top RPN proposals, chosen without labels.
 
     Inference is :class:`GeneralizedRCNN`'s, untouched: the domain classifiers cost nothing at
@@ -48,8 +48,8 @@ class DomainAdaptiveRCNN(GeneralizedRCNN):
                 outputs or, for an FPN, also its bottom-up network's (e.g. res3-res5).
             instance_classifier (InstanceDomainClassifier or None).
             consistency (bool): add the consistency regularizer L_cst.
-            da_loss_weight (float): lambda of Eq. (8).
-            part_loss_weights (dict): "image", "instance", "consistency" -> weight inside Eq. (8).
+            da_loss_weight (float): lambda of Eq. (10).
+            part_loss_weights (dict): "image", "instance", "consistency" -> weight inside Eq. (10).
             grl_lambdas (dict): "image", "instance" -> base GRL coefficient.
             grl_schedule (str), grl_gamma (float): see :func:`grl_lambda`.
             instance_regions (int): top RPN proposals per image (source and target) given to
@@ -166,7 +166,7 @@ class DomainAdaptiveRCNN(GeneralizedRCNN):
         return losses
 
     def domain_losses(self, images, features, num_source):
-        """L_img, L_ins and L_cst (Eq. 4, 5, 7), each times lambda and its part weight (Eq. 8).
+        """L_img, L_ins and L_cst (Eq. 7, 8, 9), each times lambda and its part weight (Eq. 10).
 
         Images ``[:num_source]`` are source, the rest target. D_ins sees, in every image, the
         ``instance_regions`` top-scoring RPN proposals as the RPN makes them at test time: the
@@ -207,7 +207,7 @@ class DomainAdaptiveRCNN(GeneralizedRCNN):
             storage.put_scalar("da/grl_lambda_instance", lambdas["instance"])
 
         if self.consistency:
-            # Eq. (7) pulls features and classifiers toward agreement: its gradient is scaled by
+            # Eq. (9) pulls features and classifiers toward agreement: its gradient is scaled by
             # +lambda, not reversed, so the classifiers are run again on an unreversed path.
             img_logits = [self.image_classifiers[f](scale_gradient(x, lambdas["image"]))
                           for f, x in zip(self.image_in_features, maps)]
