@@ -58,7 +58,7 @@ def coco_detections(records, outputs, classes, ids, score_threshold):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config-file", required=True)
-    parser.add_argument("--input", required=True, help="folder of .jpg/.png images")
+    parser.add_argument("--input", required=True, help="folder of .jpg/.jpeg/.png images")
     parser.add_argument("--output", required=True, type=new_output_folder,
                         help="a new or empty folder")
     parser.add_argument("--score-threshold", type=float, default=0.5)
@@ -68,7 +68,7 @@ def main():
         cfg = load_config(args.config_file, args.opts)
         records, problems = load_image_folder(args.input)
         if not records:
-            raise DatasetError(f"no readable .jpg/.png images in {args.input}")
+            raise DatasetError(f"no readable .jpg/.jpeg/.png images in {args.input}")
         classes = detected_classes(cfg)
         predictor = Predictor(cfg)
     except (ConfigError, DatasetError, CheckpointError) as e:

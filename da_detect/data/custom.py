@@ -4,8 +4,8 @@
 * ``DATASETS.VOC_DOMAINS``: ``(name, voc_root, image_set, "class1,class2,...")``, a VOC folder
   read for the listed classes, objects of others dropped (``image_set`` "" reads every
   annotation).
-* ``DATASETS.IMAGE_FOLDER_DOMAINS``: ``(name, folder)``, unlabeled images (``*.jpg``, ``*.png``)
-  as a target domain.
+* ``DATASETS.IMAGE_FOLDER_DOMAINS``: ``(name, folder)``, unlabeled images (``*.jpg``,
+  ``*.jpeg``, ``*.png``, any case) as a target domain.
 """
 from functools import partial
 from pathlib import Path

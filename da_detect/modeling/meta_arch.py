@@ -107,8 +107,8 @@ class DomainAdaptiveRCNN(GeneralizedRCNN):
         if da.INSTANCE.ENABLED:
             if not hasattr(ret["roi_heads"], "box_features"):
                 raise ValueError(f"MODEL.ROI_HEADS.NAME = {cfg.MODEL.ROI_HEADS.NAME}: instance-level"
-                                 " adaptation needs DomainAdaptiveStandardROIHeads (FPN) or "
-                                 "DomainAdaptiveRes5ROIHeads (C4)")
+                                 " adaptation needs DomainAdaptiveStandardROIHeads (a box head) or "
+                                 "DomainAdaptiveRes5ROIHeads (C4's res5 head)")
             instance_classifier = InstanceDomainClassifier(
                 ret["roi_heads"].box_feature_dim, da.INSTANCE.HIDDEN_DIM, da.INSTANCE.DROPOUT)
         regions = da.INSTANCE.REGIONS_PER_IMAGE

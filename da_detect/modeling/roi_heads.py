@@ -16,8 +16,9 @@ class _BoxOnlyMixin:
 
 @ROI_HEADS_REGISTRY.register()
 class DomainAdaptiveStandardROIHeads(_BoxOnlyMixin, StandardROIHeads):
-    """``StandardROIHeads`` (FPN): the box features are the box head's output, (R, FC_DIM), or
-    its conv output flattened, (R, C * h * w), for a head without FC layers."""
+    """``StandardROIHeads`` (a box head on FPN levels, or on one feature map such as VGG16's
+    conv5): the box features are the box head's output, (R, FC_DIM), or its conv output
+    flattened, (R, C * h * w), for a head without FC layers."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
