@@ -20,9 +20,10 @@ import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from da_detect.data.synthetic import DOMAIN_STYLES
+from da_detect.data.builtin import synthetic_split_name
+from da_detect.data.synthetic import TARGET_DOMAINS
 from da_detect.evaluation.coco_ap50 import ap50_per_class
-from da_detect.evaluation.comparison import mean_std
+from da_detect.evaluation.comparison import gap_closed, mean_std
 from detectron2.data import MetadataCatalog  # after da_detect: its compatibility fixes first
 
 
@@ -61,11 +62,10 @@ def ap50_by_area(coco, detections_json, bounds):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("output", type=Path, help="a tools/benchmark_synthetic.py --output folder")
-    parser.add_argument("--target", default="foggy",
-                        choices=[d for d in DOMAIN_STYLES if d != "clean"])
+    parser.add_argument("--target", default="foggy", choices=TARGET_DOMAINS)
     args = parser.parse_args()
 
-    dataset = f"synthetic_{args.target}_val"
+    dataset = synthetic_split_name(args.target, "val")
     with contextlib.redirect_stdout(io.StringIO()):
         coco = COCO(MetadataCatalog.get(dataset).json_file)
     bounds = area_thirds(coco)
@@ -87,14 +87,13 @@ def main():
              f"mean ± std over seeds; in brackets, the share of the source-only -> oracle gap "
              f"closed, where there is a gap.\n",
              "| variant | seeds | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
+    closed = [gap_closed({v: m[k] for v, m in means.items()}) for k in range(len(names))]
     for variant, values in runs.items():
         cells = []
         for k in range(len(names)):
             cell = mean_std([v[k] for v in values])
-            if "source_only" in means and "oracle" in means:
-                gap = means["oracle"][k] - means["source_only"][k]
-                if gap > 0:
-                    cell += f" [{100 * (means[variant][k] - means['source_only'][k]) / gap:.0f}%]"
+            if variant in closed[k]:
+                cell += f" [{closed[k][variant]:.0f}%]"
             cells.append(cell)
         lines.append(f"| {variant} | {len(values)} | " + " | ".join(cells) + " |")
     print("\n".join(lines))

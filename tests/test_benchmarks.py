@@ -9,6 +9,7 @@ from pycocotools.coco import COCO
 
 from conftest import SYNTHETIC_DA, SYNTHETIC_FPN, load_script, run_script, untrained_weights
 from da_detect.config import load_config
+from da_detect.evaluation.comparison import gap_closed
 
 TINY = ["INPUT.MIN_SIZE_TRAIN", "(128,)", "INPUT.MAX_SIZE_TRAIN", "160", "INPUT.MIN_SIZE_TEST",
         "128", "INPUT.MAX_SIZE_TEST", "160", "DATALOADER.NUM_WORKERS", "0"]
@@ -63,12 +64,10 @@ def test_each_benchmark_variant_trains_what_its_name_says():
 
 
 def test_gap_closed_is_the_share_of_source_only_to_oracle():
-    gap_closed = load_script("tools/benchmark_synthetic.py").gap_closed
-    runs = {name: [{"target": {"AP50": ap}} for ap in aps] for name, aps in
-            {"source_only": [40, 50], "image": [58, 68], "oracle": [85, 95]}.items()}
-    assert gap_closed(runs) == pytest.approx({"source_only": 0, "image": 40, "oracle": 100})
-    runs["oracle"] = [{"target": {"AP50": 45}}]  # no gap to close: no share to report
-    assert gap_closed(runs) == {}
+    means = {"source_only": 45, "image": 63, "oracle": 90}
+    assert gap_closed(means) == pytest.approx({"source_only": 0, "image": 40, "oracle": 100})
+    assert gap_closed({**means, "oracle": 45}) == {}  # no gap to close: no share to report
+    assert gap_closed({"source_only": 45, "image": 63}) == {}
 
 
 def test_iteration_time_is_the_last_attempts(tmp_path):
@@ -251,7 +250,6 @@ def test_domain_probe_finds_where_the_domains_differ():
 
 def test_domain_probe_reports_every_model(tmp_path):
     from da_detect.checkpoint import DACheckpointer
-    from da_detect.config import load_config
     from detectron2.modeling import build_model
 
     DACheckpointer(build_model(load_config(str(SYNTHETIC_DA), TINY)), save_dir=str(tmp_path)).save(

@@ -2,6 +2,7 @@
 import fcntl
 import json
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -10,6 +11,7 @@ import numpy as np
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from da_detect.data import synthetic
+from da_detect.data.builtin import SYNTHETIC_SPLIT_SIZES, synthetic_split_name
 from da_detect.data.synthetic import (
     CLASSES,
     DOMAIN_STYLES,
@@ -168,7 +170,14 @@ def test_a_process_generating_a_split_makes_the_others_wait(tmp_path, monkeypatc
 
 def test_registered_domains_share_classes():
     for domain in DOMAIN_STYLES:
-        for split in ("train", "val"):
-            assert MetadataCatalog.get(f"synthetic_{domain}_{split}").thing_classes == list(CLASSES)
-    dicts = DatasetCatalog.get("synthetic_foggy_val")
-    assert len(dicts) == 100 and all(d["annotations"] for d in dicts[:10])
+        for split in SYNTHETIC_SPLIT_SIZES:
+            name = synthetic_split_name(domain, split)
+            assert MetadataCatalog.get(name).thing_classes == list(CLASSES), name
+    # the generated COCO file names the same classes, in the same order, as the metadata
+    name = synthetic_split_name("foggy", "val")
+    coco = json.loads(Path(MetadataCatalog.get(name).json_file).read_text())
+    by_id = sorted(coco["categories"], key=lambda c: c["id"])
+    assert [c["name"] for c in by_id] == MetadataCatalog.get(name).thing_classes
+    dicts = DatasetCatalog.get(name)
+    assert len(dicts) == SYNTHETIC_SPLIT_SIZES["val"] == len(coco["images"])
+    assert all(d["annotations"] for d in dicts[:10])

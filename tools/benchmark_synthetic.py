@@ -38,6 +38,15 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import da_detect  # noqa: F401  (detectron2 compatibility, registrations; before detectron2)
+from da_detect.argument_types import at_least
+from da_detect.atomic_file import atomic_open, keep_earlier
+from da_detect.config import ConfigError, load_config
+from da_detect.data.builtin import synthetic_split_name
+from da_detect.data.synthetic import CLASSES, SOURCE_DOMAIN, TARGET_DOMAINS
+from da_detect.engine.cpu_mixed_precision import cpu_has_native_bfloat16
+from da_detect.evaluation.comparison import gap_closed, mean_std
+
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs" / "synthetic"
 VARIANTS = {
@@ -57,11 +66,6 @@ ADAPTATION_VARIANTS = ("image", "instance", "image+instance", "image+instance+co
                        "image+instance+consistency+photometric")
 QUICK = {"variants": ["source_only", "image+instance+consistency", "oracle"], "seeds": [1],
          "pretrain_iters": 200, "iters": 100}
-SOURCE = "clean"
-
-
-def split(domain, part):
-    return f"synthetic_{domain}_{part}"
 
 
 class RunFailed(Exception):
@@ -104,8 +108,6 @@ def run_options(config, opts):
 
 
 def write_record(output_dir, config, opts, finished):
-    from da_detect.atomic_file import atomic_open
-
     with atomic_open(output_dir / RUN_RECORD) as f:
         json.dump({**run_options(config, opts), "finished": finished}, f, indent=1)
 
@@ -148,11 +150,13 @@ def pretrain(args):
 
 
 def stage2_opts(variant, seed, weights, args):
-    target_train, target_val = split(args.target, "train"), split(args.target, "val")
+    target_train = synthetic_split_name(args.target, "train")
+    target_val = synthetic_split_name(args.target, "val")
+    source_val = synthetic_split_name(SOURCE_DOMAIN, "val")
     opts = ["SEED", str(seed), "MODEL.WEIGHTS", str(weights), "SOLVER.BASE_LR", str(args.lr),
             "SOLVER.WARMUP_ITERS", "0", "SOLVER.MAX_ITER", str(args.iters), "SOLVER.STEPS", "()",
             "SOLVER.CHECKPOINT_PERIOD", str(args.iters),
-            "DATASETS.TEST", f"('{split(SOURCE, 'val')}', '{target_val}')"]
+            "DATASETS.TEST", f"('{source_val}', '{target_val}')"]
     if variant in ADAPTATION_VARIANTS:
         opts += ["DATASETS.TARGET_TRAIN", f"('{target_train}',)"]
     if variant == "oracle":
@@ -177,8 +181,8 @@ def run(variant, seed, weights, args):
         threads = max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else None
         train_net(config, output_dir, opts, threads)
     results = json.loads((output_dir / "results.json").read_text())
-    return {"target": results[split(args.target, "val")]["bbox"],
-            "source": results[split(SOURCE, "val")]["bbox"],
+    return {"target": results[synthetic_split_name(args.target, "val")]["bbox"],
+            "source": results[synthetic_split_name(SOURCE_DOMAIN, "val")]["bbox"],
             "seconds_per_iter": median_iteration_time(output_dir / "metrics.json")}
 
 
@@ -203,19 +207,9 @@ def seconds_per_iter(values):
     return f"{statistics.mean(values):.2f}" if values else "n/a"
 
 
-def gap_closed(runs):
-    """Per variant: (mean target AP50 - source-only's) / (oracle's - source-only's), in %."""
-    if "source_only" not in runs or "oracle" not in runs:
-        return {}
-    mean = {v: statistics.mean(r["target"]["AP50"] for r in seeds) for v, seeds in runs.items()}
-    gap = mean["oracle"] - mean["source_only"]
-    return {v: 100 * (m - mean["source_only"]) / gap for v, m in mean.items()} if gap > 0 else {}
-
-
 def table(runs, classes):
-    from da_detect.evaluation.comparison import mean_std
-
-    closed = gap_closed(runs)
+    closed = gap_closed({v: statistics.mean(r["target"]["AP50"] for r in seeds)
+                         for v, seeds in runs.items()})
     header = ["variant", "target AP50", *[f"target {c}" for c in classes], "source AP50",
               "gap closed", "s/iter"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -243,13 +237,13 @@ def chart(runs, target, path):
         ax.bar([i + 0.4 * offset for i in range(len(variants))],
                [statistics.mean(v) for v in values], width=0.4, color=color,
                yerr=[statistics.stdev(v) if len(v) > 1 else 0 for v in values], capsize=3,
-               label=f"{domain} ({target if domain == 'target' else SOURCE} val)")
+               label=f"{domain} ({target if domain == 'target' else SOURCE_DOMAIN} val)")
     ax.set_xticks([i + 0.2 for i in range(len(variants))])
     ax.set_xticklabels([v.replace("+", "+\n") for v in variants], fontsize=8)
     ax.set_ylabel("AP50 (%)")
     ax.set_ylim(0, 100)
     ax.legend(loc="lower right")
-    ax.set_title(f"synthetic {SOURCE} -> {target}")
+    ax.set_title(f"synthetic {SOURCE_DOMAIN} -> {target}")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
 
@@ -261,14 +255,9 @@ def log(message):
 
 def parse_args(argv=None):
     """The command line; ``--quick`` sets QUICK's values, and a flag given beside it wins."""
-    from da_detect.argument_types import at_least
-    from da_detect.config import ConfigError, load_config
-    from da_detect.data.synthetic import DOMAIN_STYLES
-    from da_detect.engine.cpu_mixed_precision import cpu_has_native_bfloat16
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--target", default="foggy",
-                        choices=[d for d in DOMAIN_STYLES if d != SOURCE])
+                        choices=TARGET_DOMAINS)
     parser.add_argument("--variants", nargs="+", default=DEFAULT_VARIANTS,
                         help=f"any of {list(VARIANTS)} (default: all but {list(OPT_IN_VARIANTS)})")
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
@@ -316,9 +305,6 @@ def parse_args(argv=None):
 
 
 def main():
-    from da_detect.atomic_file import atomic_open, keep_earlier
-    from da_detect.data.synthetic import CLASSES
-
     args = parse_args()
 
     start = time.time()
@@ -330,8 +316,9 @@ def main():
     minutes = (time.time() - start) / 60
     evaluated = ("weights averaged over its second half" if args.weights == "averaged"
                  else "its last weights")
-    report = (f"Synthetic {SOURCE} -> {args.target}: AP50 (%) on {split(args.target, 'val')} "
-              f"(target) and {split(SOURCE, 'val')} (source); seeds {args.seeds}; "
+    report = (f"Synthetic {SOURCE_DOMAIN} -> {args.target}: AP50 (%) on "
+              f"{synthetic_split_name(args.target, 'val')} (target) and "
+              f"{synthetic_split_name(SOURCE_DOMAIN, 'val')} (source); seeds {args.seeds}; "
               f"{args.pretrain_iters} source-only iterations, then {args.iters} per variant "
               f"(lr {args.lr}; {evaluated}), {args.jobs} at a time, "
               f"{'mixed precision' if args.precision == 'mixed' else 'fp32'}; "

@@ -59,6 +59,9 @@ DOMAIN_STYLES = {
                              gamma=1.6),
     "wide_angle": DomainStyle(object_scale=0.65, horizon=(0.25, 0.35)),
 }
+# the labeled domain the synthetic benchmark adapts from; each other style is a target domain
+SOURCE_DOMAIN = "clean"
+TARGET_DOMAINS = tuple(d for d in DOMAIN_STYLES if d != SOURCE_DOMAIN)
 
 
 @dataclass(frozen=True)

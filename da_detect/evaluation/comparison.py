@@ -11,6 +11,17 @@ def mean_std(values):
     return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
 
 
+def gap_closed(means):
+    """Per variant, the share (%) of the source-only -> oracle gap its mean closes:
+    ``100 * (mean - source_only) / (oracle - source_only)``. ``means``: variant -> mean AP50,
+    with "source_only" and "oracle" among them; none where either is missing or there is no
+    gap (the oracle no better)."""
+    if "source_only" not in means or "oracle" not in means:
+        return {}
+    gap = means["oracle"] - means["source_only"]
+    return {v: 100 * (m - means["source_only"]) / gap for v, m in means.items()} if gap > 0 else {}
+
+
 def comparison_table(results_by_split):
     """Markdown table of AP50 per class (rows) and split (columns), mean AP50 first.
 
