@@ -35,7 +35,7 @@ from pathlib import Path
 import da_detect  # noqa: F401  (detectron2 compatibility, registrations; before detectron2)
 import torch
 from da_detect.argument_types import at_least
-from da_detect.atomic_file import atomic_open, keep_earlier
+from da_detect.atomic_file import atomic_open
 from da_detect.config import ConfigError, deployment_config, load_config
 from da_detect.data.builtin import register_synthetic_split
 from da_detect.data.synthetic import SplitSpec
@@ -267,8 +267,7 @@ def main():
         print("\nOne adaptation step, by operator:\n" + profile)
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)
-        keep_earlier(args.output)
-        with atomic_open(args.output) as f:
+        with atomic_open(args.output, keep=True) as f:
             f.write(table + "\n")
 
 

@@ -13,13 +13,14 @@ from pathlib import Path
 
 
 @contextlib.contextmanager
-def atomic_open(path, mode="w", *, durable=True):
+def atomic_open(path, mode="w", *, durable=True, keep=False):
     """Open a temporary file beside ``path`` for writing in ``mode``.
 
-    Leaving the block normally renames it to ``path``, replacing what was there; with ``durable``
-    it is first flushed to disk (an fsync, a few milliseconds), so an OS crash cannot leave an
-    empty file under the name either. An error in the block removes it and leaves ``path`` as it
-    was. The temporary name is hidden and names its process and thread: concurrent writers of one
+    Leaving the block normally renames it to ``path``, replacing what was there (with ``keep``,
+    a file there is first kept under another name: :func:`keep_earlier`); with ``durable`` it is
+    first flushed to disk (an fsync, a few milliseconds), so an OS crash cannot leave an empty
+    file under the name either. An error in the block removes it and leaves ``path`` as it was.
+    The temporary name is hidden and names its process and thread: concurrent writers of one
     path never share it, and the last rename wins.
     """
     path = Path(path)
@@ -30,6 +31,8 @@ def atomic_open(path, mode="w", *, durable=True):
             if durable:
                 f.flush()
                 os.fsync(f.fileno())
+        if keep:
+            keep_earlier(path)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

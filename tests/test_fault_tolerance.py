@@ -136,6 +136,22 @@ def test_a_checkpoint_that_cannot_be_written_gives_one_error_line(tmp_path):
     assert not list(tmp_path.glob(".*.tmp"))
 
 
+def test_a_write_that_keeps_the_earlier_file_keeps_it_only_when_the_new_one_is_whole(tmp_path):
+    path = tmp_path / "results.md"
+    path.write_text("earlier")
+    with pytest.raises(RuntimeError):
+        with atomic_open(path, keep=True) as f:
+            f.write("half of the new")
+            raise RuntimeError("the writer stops")
+    assert [p.name for p in tmp_path.iterdir()] == ["results.md"]  # as it was
+    assert path.read_text() == "earlier"
+    with atomic_open(path, keep=True) as f:
+        f.write("new")
+    kept = [p for p in tmp_path.iterdir() if p != path]
+    assert path.read_text() == "new" and [p.read_text() for p in kept] == ["earlier"]
+    assert re.fullmatch(r"results\.\d{8}-\d{6}\.\d{9}\.md", kept[0].name)
+
+
 def test_concurrent_writers_of_one_file_never_show_a_reader_part_of_one(tmp_path):
     path = tmp_path / "results.json"
     contents = [bytes([65 + i]) * 200_000 for i in range(4)]  # whole files: one letter each

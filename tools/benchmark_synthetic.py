@@ -329,9 +329,9 @@ def main():
         report += ("\nNot in the table, failed: " + "; ".join(failures)
                    + f". Run the same command with --output {args.output} to train them again "
                      f"and reuse the runs that finished.\n")
-    keep_earlier(args.output / "results.md")  # a run of other --variants or --seeds wrote it?
+    # a run of other --variants or --seeds may have written them: they are kept
     keep_earlier(args.output / "results.png")
-    with atomic_open(args.output / "results.md") as f:
+    with atomic_open(args.output / "results.md", keep=True) as f:
         f.write(report)
     chart(runs, args.target, args.output / "results.png")
     print("\n" + report + f"\nChart: {args.output / 'results.png'}")

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 import da_detect  # noqa: F401
-from da_detect.atomic_file import atomic_open, keep_earlier
+from da_detect.atomic_file import atomic_open
 from da_detect.modeling.vgg import torchvision_vgg16_to_detectron2
 
 
@@ -41,8 +41,7 @@ def main():
         output.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:  # a file in the way
         sys.exit(f"error: {output}: its folder cannot be made ({e.strerror}: {e.filename})")
-    keep_earlier(output)
-    with atomic_open(output, "wb") as f:
+    with atomic_open(output, "wb", keep=True) as f:
         torch.save({"model": model, "__author__": "torchvision"}, f)
     print(f"wrote {len(model)} tensors to {output}")
 

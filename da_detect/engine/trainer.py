@@ -204,7 +204,6 @@ def save_results(results, output_dir):
     """
     path = Path(output_dir) / "results.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    keep_earlier(path)
-    with atomic_open(path) as f:
+    with atomic_open(path, keep=True) as f:
         json.dump(results, f, indent=2)
     return path
