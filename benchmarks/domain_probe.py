@@ -141,11 +141,8 @@ def main():
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for spec in args.weights:
         name, _, path = spec.partition("=")
-        model_cfg = cfg.clone()
-        model_cfg.defrost()
-        model_cfg.MODEL.WEIGHTS = path or name
         try:
-            predictor = Predictor(model_cfg)
+            predictor = Predictor(cfg, path or name)
         except CheckpointError as e:
             sys.exit(f"error: {e}")
         try:

@@ -156,9 +156,15 @@ def check_dataset_names(cfg):
     for key in ("DATASETS.TRAIN", "DATASETS.TARGET_TRAIN", "DATASETS.TEST"):
         for name in cfg.DATASETS[key.split(".")[1]]:
             if name not in registered:
-                close = difflib.get_close_matches(name, registered, n=3)
-                hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
-                raise ConfigError(f"{key}: unknown dataset name {name!r}{hint}")
+                raise ConfigError(f"{key}: unknown dataset name {name!r}"
+                                  f"{did_you_mean(name, registered)}")
+
+
+def did_you_mean(name, choices):
+    """``" (did you mean 'a' or 'b'?)"``, naming up to three of ``choices`` close to ``name``;
+    "" where none is."""
+    close = difflib.get_close_matches(name, choices, n=3)
+    return f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""
 
 
 def detected_classes(cfg):

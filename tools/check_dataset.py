@@ -13,11 +13,10 @@ Exits non-zero if a split cannot be read at all or any problem was met.
 """
 import argparse
 import collections
-import difflib
 import sys
 
 import da_detect  # noqa: F401
-from da_detect.config import ConfigError, load_config
+from da_detect.config import ConfigError, did_you_mean, load_config
 from da_detect.data.problems import DatasetError, Problems, readable_images
 from da_detect.data.registry import load_with_problems, registered_here
 from detectron2.data import DatasetCatalog, MetadataCatalog
@@ -60,9 +59,8 @@ def main():
     failed = False
     for name in args.datasets:
         if name not in DatasetCatalog.list():
-            close = difflib.get_close_matches(name, DatasetCatalog.list(), n=3)
             print(f"{name}: not a registered dataset name"
-                  + (f" (did you mean {', '.join(close)}?)" if close else ""))
+                  f"{did_you_mean(name, DatasetCatalog.list())}")
             failed = True
             continue
         try:

@@ -24,6 +24,7 @@ from da_detect.data.problems import DatasetError, readable_images
 from da_detect.engine.predictor import Predictor
 from da_detect.visualization import draw_detections, to_rgb
 from detectron2.data import MetadataCatalog
+from detectron2.evaluation.coco_evaluation import instances_to_coco_json
 from PIL import Image
 from tqdm import tqdm
 
@@ -44,13 +45,11 @@ def coco_detections(records, outputs, classes, ids, score_threshold):
     for number, (record, output) in enumerate(zip(records, outputs), start=1):
         images.append({"id": number, "file_name": Path(record["file_name"]).name,
                        "width": record["width"], "height": record["height"]})
-        instances = output[output.scores >= score_threshold]
-        for box, score, label in zip(instances.pred_boxes.tensor.tolist(),
-                                     instances.scores.tolist(), instances.pred_classes.tolist()):
-            x0, y0, x1, y1 = box
-            annotations.append({"id": len(annotations) + 1, "image_id": number,
-                                "category_id": ids[label], "bbox": [x0, y0, x1 - x0, y1 - y0],
-                                "area": (x1 - x0) * (y1 - y0), "score": score, "iscrowd": 0})
+        for detection in instances_to_coco_json(output[output.scores >= score_threshold], number):
+            _, _, width, height = detection["bbox"]
+            annotations.append({**detection, "id": len(annotations) + 1,
+                                "category_id": ids[detection["category_id"]],
+                                "area": width * height, "iscrowd": 0})
     categories = [{"id": id_, "name": name} for id_, name in zip(ids, classes)]
     return {"images": images, "annotations": annotations, "categories": categories}
 

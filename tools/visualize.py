@@ -19,7 +19,7 @@ import sys
 import da_detect  # noqa: F401  (detectron2 compatibility, registrations; before detectron2)
 from da_detect.argument_types import at_least, new_output_folder
 from da_detect.checkpoint import CheckpointError
-from da_detect.config import ConfigError, detected_classes, load_config
+from da_detect.config import ConfigError, detected_classes, did_you_mean, load_config
 from da_detect.data.problems import DatasetError, Problems, readable_images
 from da_detect.engine.predictor import Predictor
 from da_detect.visualization import (
@@ -31,12 +31,6 @@ from da_detect.visualization import (
 )
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from tqdm import tqdm
-
-
-def predictor(cfg, weights):
-    cfg = cfg.clone()
-    cfg.MODEL.WEIGHTS = str(weights)
-    return Predictor(cfg)
 
 
 def main():
@@ -62,11 +56,12 @@ def main():
         target_split = args.target_split or cfg.DATASETS.TEST[-1]
         for option, split in (("--source-split", source_split), ("--target-split", target_split)):
             if split not in DatasetCatalog.list():
-                raise ConfigError(f"{option} {split}: unknown dataset name")
+                raise ConfigError(f"{option} {split}: unknown dataset name"
+                                  f"{did_you_mean(split, DatasetCatalog.list())}")
         source, target = DatasetCatalog.get(source_split), DatasetCatalog.get(target_split)
         detected_classes(cfg)  # the models' class names, for their detections
-        models = {"source-only": predictor(cfg, args.source_only),
-                  "adapted": predictor(cfg, args.adapted)}
+        models = {"source-only": Predictor(cfg, args.source_only),
+                  "adapted": Predictor(cfg, args.adapted)}
     except (ConfigError, DatasetError, CheckpointError) as e:
         sys.exit(f"error: {e}")
     metadata = MetadataCatalog.get(target_split)  # its ground truth

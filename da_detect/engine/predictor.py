@@ -14,8 +14,10 @@ class Predictor(DefaultPredictor):
     Images are HxWxC in the config's INPUT.FORMAT, as the test loader reads them
     (``read_image(path, format=cfg.INPUT.FORMAT)``), where DefaultPredictor takes BGR only."""
 
-    def __init__(self, cfg):
-        if not cfg.MODEL.WEIGHTS:
+    def __init__(self, cfg, weights=None):
+        """``weights``: the checkpoint to load, in place of MODEL.WEIGHTS."""
+        weights = cfg.MODEL.WEIGHTS if weights is None else str(weights)
+        if not weights:
             raise CheckpointError("MODEL.WEIGHTS is empty: give the trained model's checkpoint "
                                   "(MODEL.WEIGHTS path/to/model_final.pth)")
         without_weights = cfg.clone()
@@ -23,7 +25,7 @@ class Predictor(DefaultPredictor):
         without_weights.MODEL.WEIGHTS = ""
         super().__init__(without_weights)
         checkpointer = DACheckpointer(self.model, allow_unsafe_pickle=cfg.MODEL.ALLOW_UNSAFE_PICKLE)
-        checkpointer.load(cfg.MODEL.WEIGHTS)
+        checkpointer.load(weights)
         checkpointer.require_inference_weights()
         self.missing_weights = checkpointer.missing_weights
 
