@@ -12,12 +12,14 @@ from torch.nn.parallel import DistributedDataParallel
 from ..atomic_file import atomic_open, keep_earlier
 from ..checkpoint import CheckpointError, DACheckpointer
 from ..config import check_adaptation_data
+from ..data.problems import DatasetError
 from ..data.test_loader import build_test_loader
 from ..data.train_loader import build_train_loader
 from ..evaluation import COCOAP50Evaluator, VOC07AP50Evaluator
 from ..evaluation.comparison import comparison_table
 from ..every_process import raise_for_problems, raised_together
-from .finite_loss import FiniteLossAMPTrainer, FiniteLossCPUAMPTrainer, FiniteLossTrainer
+from .finite_loss import (FiniteLossAMPTrainer, FiniteLossCPUAMPTrainer, FiniteLossTrainer,
+                          NonFiniteLossError)
 from .training_state import TrainingState, random_states_kept
 from .unwrap import unwrap_model
 from .wandb_writer import WandbWriter
@@ -104,6 +106,17 @@ class DATrainer(DefaultTrainer):
             # SimpleTrainer took its iterator at construction; take a new one from this step.
             self._trainer._data_loader_iter = iter(self.data_loader)
 
+    def train(self):
+        """detectron2's. An error that tools/train_net.py reports in one line of its own
+        (:data:`ERRORS_REPORTED_BY_TRAIN_NET`) is not also logged with its traceback by
+        detectron2's loop."""
+        loop_logger = logging.getLogger("detectron2.engine.train_loop")
+        loop_logger.addFilter(not_an_error_reported_by_train_net)
+        try:
+            return super().train()
+        finally:
+            loop_logger.removeFilter(not_an_error_reported_by_train_net)
+
     def state_dict(self):
         """detectron2 v0.6's DefaultTrainer leaves out the optimizer (momentum, current learning
         rate) and AMP's grad scaler; they are saved here."""
@@ -181,6 +194,16 @@ class DATrainer(DefaultTrainer):
             # Before detectron2's checkpointer: the last step's checkpoint holds the mean.
             ours.append(WeightAveraging(averaging.START_ITER, averaging.PERIOD))
         return ours + super().build_hooks()
+
+
+# bad input met in training (an unusable image, a checkpoint that cannot be written) and a
+# non-finite loss: tools/train_net.py reports each in one line, naming the file or the step
+ERRORS_REPORTED_BY_TRAIN_NET = (DatasetError, CheckpointError, NonFiniteLossError)
+
+
+def not_an_error_reported_by_train_net(record):
+    """A logging filter: False for a record that carries one of ERRORS_REPORTED_BY_TRAIN_NET."""
+    return not (record.exc_info and isinstance(record.exc_info[1], ERRORS_REPORTED_BY_TRAIN_NET))
 
 
 def predictions_folder(cfg, dataset_name):
