@@ -24,6 +24,7 @@ GRL_SCHEDULES = ("constant", "dann")
 AP_METHODS = ("coco", "voc07")
 WANDB_MODES = ("offline", "online", "disabled")
 CONFIG_KEY = re.compile(r"[A-Z][A-Z0-9_]*(\.[A-Z][A-Z0-9_]*)+")  # e.g. SOLVER.BASE_LR
+COMMAND_LINE_FLAG = re.compile(r"--[a-z][a-z0-9-]*")  # e.g. --eval-only
 
 
 class ConfigError(ValueError):
@@ -184,16 +185,20 @@ def check_adaptation_data(cfg):
     """Raise ConfigError where the model and DATASETS.TARGET_TRAIN do not go together for
     training: target images for a model that cannot take them (unlabeled, they would reach its
     detection losses, or, through batch norm, its source images' detection losses), or a
-    domain-adaptive model with nothing to adapt to."""
+    domain-adaptive model with nothing to adapt to, or no step to adapt in."""
     adaptive = cfg.MODEL.META_ARCHITECTURE == "DomainAdaptiveRCNN"
     if cfg.DATASETS.TARGET_TRAIN and not adaptive:
         raise ConfigError(f"DATASETS.TARGET_TRAIN {tuple(cfg.DATASETS.TARGET_TRAIN)} needs "
                           f"MODEL.META_ARCHITECTURE 'DomainAdaptiveRCNN', not "
                           f"{cfg.MODEL.META_ARCHITECTURE!r}")
-    if adaptive and not cfg.DATASETS.TARGET_TRAIN and (cfg.MODEL.DA.IMAGE.ENABLED
-                                                       or cfg.MODEL.DA.INSTANCE.ENABLED):
+    adapts = adaptive and (cfg.MODEL.DA.IMAGE.ENABLED or cfg.MODEL.DA.INSTANCE.ENABLED)
+    if adapts and not cfg.DATASETS.TARGET_TRAIN:
         raise ConfigError("DATASETS.TARGET_TRAIN is empty: the domain classifiers "
                           "(MODEL.DA.IMAGE / INSTANCE.ENABLED) have no target images to adapt to")
+    if adapts and cfg.MODEL.DA.START_ITER >= cfg.SOLVER.MAX_ITER:
+        raise ConfigError(f"MODEL.DA.START_ITER = {cfg.MODEL.DA.START_ITER}: adaptation would "
+                          f"start after the last step (SOLVER.MAX_ITER = {cfg.SOLVER.MAX_ITER}), "
+                          f"and every step would be source-only: lower it below SOLVER.MAX_ITER")
     if adaptive and cfg.DATASETS.TARGET_TRAIN:
         norms = {"MODEL.RESNETS.NORM": cfg.MODEL.RESNETS.NORM, "MODEL.FPN.NORM": cfg.MODEL.FPN.NORM,
                  "MODEL.ROI_BOX_HEAD.NORM": cfg.MODEL.ROI_BOX_HEAD.NORM}
@@ -240,6 +245,10 @@ def load_config(config_file, opts=()):
         raise ConfigError(f"{config_file}: not valid YAML: {' '.join(str(e).split())}") from e
     except (KeyError, ValueError, AssertionError, OSError) as e:
         raise ConfigError(f"{config_file}: {_message(e)}") from e
+    flag = next((o for o in opts if COMMAND_LINE_FLAG.fullmatch(str(o))), None)
+    if flag:
+        raise ConfigError(f"command-line override {flag}: a flag among the KEY VALUE overrides "
+                          f"(give it before them)")
     if len(opts) % 2:
         raise ConfigError(f"command-line override {_key_without_value(list(opts))}: no value "
                           f"(overrides are KEY VALUE pairs)")

@@ -149,6 +149,12 @@ NEEDS_NO_GPU = pytest.mark.skipif(torch.cuda.is_available(), reason="this machin
      "needs MODEL.META_ARCHITECTURE 'DomainAdaptiveRCNN', not 'GeneralizedRCNN'"),
     (["--config-file", SYNTHETIC_DA, "DATASETS.TARGET_TRAIN", "()"],
      "DATASETS.TARGET_TRAIN is empty: the domain classifiers"),
+    (["--config-file", SYNTHETIC_FPN, "SOLVER.MAX_ITER", "3", "--eval-only"],
+     "command-line override --eval-only: a flag among the KEY VALUE overrides (give it before "
+     "them)"),
+    (["--config-file", SYNTHETIC_DA, "SOLVER.MAX_ITER", "20", "MODEL.DA.START_ITER", "20"],
+     "MODEL.DA.START_ITER = 20: adaptation would start after the last step (SOLVER.MAX_ITER = "
+     "20)"),
     (["--config-file", SYNTHETIC_FPN, "MODEL.ROI_HEADS.NUM_CLASSES", "2"],
      "MODEL.ROI_HEADS.NUM_CLASSES = 2, but 'synthetic_clean_train' has 3 classes"),
     (["--config-file", SYNTHETIC_DA, "MODEL.RESNETS.NORM", "BN"],
