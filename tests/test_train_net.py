@@ -133,6 +133,18 @@ def test_resume_continues_from_the_last_checkpoint_and_logs_each_value_once(tmp_
     for logged in (scalars, history):
         assert ("total_loss", 29) in logged and ("bbox/AP50", 30) in logged
         assert len(logged) == len(set(logged))
+    # the first run's config.yaml (20 steps) is kept beside the resumed run's (30)
+    kept = list(tmp_path.glob("config.*.yaml"))
+    assert len(kept) == 1 and "MAX_ITER: 20" in kept[0].read_text()
+    assert "MAX_ITER: 30" in (tmp_path / "config.yaml").read_text()
+    # resuming the finished run: nothing to train, nothing written again
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.suffix in (".pth", ".json")}
+    again = run_train_net("--config-file", SYNTHETIC_DA, "--resume", *common,
+                          "SOLVER.MAX_ITER", "30")
+    assert "nothing to train: the run in" in again.stdout + again.stderr
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()
+            if p.suffix in (".pth", ".json")} == before
+    assert list(tmp_path.glob("config.*.yaml")) == kept
 
 
 NEEDS_NO_GPU = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")

@@ -7,7 +7,8 @@
 Logs, metrics (metrics.json, TensorBoard), checkpoints and evaluation results go to OUTPUT_DIR;
 a new run (no --resume) refuses an OUTPUT_DIR that holds an earlier run's checkpoints, and
 --eval-only keeps the config.yaml there (its own goes to config.eval-only.yaml) and keeps an
-earlier evaluation's results and predictions under timestamped names.
+earlier evaluation's results and predictions under timestamped names; --resume with other
+values keeps the earlier config.yaml the same way.
 Bad input (config, datasets, checkpoints) and a non-finite loss stop it with one ``error:`` line.
 """
 import glob
@@ -47,6 +48,9 @@ def setup(args):
         if earlier and not (args.resume or args.eval_only) else None, CheckpointError)
     config_yaml = Path(cfg.OUTPUT_DIR, "config.yaml")
     trained_with = config_yaml.read_bytes() if args.eval_only and config_yaml.is_file() else None
+    if (args.resume and not args.eval_only and comm.is_main_process() and config_yaml.is_file()
+            and config_yaml.read_text() != cfg.dump()):
+        keep_earlier(config_yaml)  # a resumed run with other values: the earlier ones are kept
     default_setup(cfg, args)  # writes the config it runs with to config.yaml
     if trained_with is not None and comm.is_main_process():
         # An evaluation keeps the training run's config.yaml and writes its own beside it.
