@@ -1,4 +1,6 @@
-"""Config keys of da-detect, added to detectron2's defaults by :func:`add_da_config`.
+"""Config keys of da-detect, added to detectron2's defaults by :func:`add_da_config`, and
+:func:`load_config`, which reads a config and checks its values and dataset names (errors name
+the file or key).
 
 The total training loss is the paper's Eq. (10)::
 
