@@ -1,6 +1,7 @@
 """Shared fixtures. The synthetic datasets are generated into a cache under output/ (git-ignored),
 set before da_detect is imported so that its registrations point there."""
 import importlib.util
+import json
 import os
 import socket
 import struct
@@ -46,6 +47,12 @@ def load_script(path):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def metrics(output_dir):
+    """The entries of ``output_dir``/metrics.json, one dict per line, in order."""
+    lines = (Path(output_dir) / "metrics.json").read_text().splitlines()
+    return [json.loads(line) for line in lines]
 
 
 def run_train_net(*args, check=True):

@@ -18,7 +18,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.utils.env import seed_all_rng
 from torch import nn
 
-from conftest import (REPO, SHORT_RUN, SYNTHETIC_DA, SYNTHETIC_FPN, run_train_net,
+from conftest import (REPO, SHORT_RUN, SYNTHETIC_DA, SYNTHETIC_FPN, metrics, run_train_net,
                       torchrun_two_processes, untrained_weights)
 from da_detect.atomic_file import atomic_open
 from da_detect.checkpoint import CheckpointError, DACheckpointer
@@ -32,11 +32,8 @@ UNTIMED = {"time", "data_time", "eta_seconds", "iteration"}
 
 def logged(output_dir):
     """iteration -> the scalars last logged for it (a killed run may have logged it before)."""
-    by_iteration = {}
-    for line in (output_dir / "metrics.json").read_text().splitlines():
-        entry = json.loads(line)
-        by_iteration[entry["iteration"]] = {k: v for k, v in entry.items() if k not in UNTIMED}
-    return by_iteration
+    return {entry["iteration"]: {k: v for k, v in entry.items() if k not in UNTIMED}
+            for entry in metrics(output_dir)}
 
 
 def train_net_command(output_dir, *extra):

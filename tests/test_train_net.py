@@ -14,15 +14,11 @@ from PIL import Image
 from pycocotools.coco import COCO
 from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
-from conftest import REPO, SYNTHETIC_DA, SYNTHETIC_FPN, run_train_net, wandb_records
+from conftest import REPO, SYNTHETIC_DA, SYNTHETIC_FPN, metrics, run_train_net, wandb_records
 
 QUICK = ["SOLVER.WARMUP_ITERS", "10", "SOLVER.STEPS", "()", "DATALOADER.NUM_WORKERS", "0",
          "WANDB.ENABLED", "False",
          "DATASETS.TEST", "('synthetic_foggy_val',)"]
-
-
-def metrics(output_dir):
-    return [json.loads(line) for line in (output_dir / "metrics.json").read_text().splitlines()]
 
 
 @pytest.fixture(scope="module")

@@ -1,12 +1,11 @@
 """Experiment tracking: a short training run logs its losses and config to an offline wandb run;
 wandb missing or failing to start is a config error."""
-import json
 import sys
 
 import pytest
 import wandb
 
-from conftest import SYNTHETIC_DA, run_train_net, wandb_records
+from conftest import SYNTHETIC_DA, metrics, run_train_net, wandb_records
 from da_detect.config import ConfigError, load_config
 from da_detect.engine.wandb_writer import WandbWriter
 
@@ -21,8 +20,7 @@ def test_training_logs_losses_and_config_to_offline_wandb(tmp_path):
                for r in records if r.WhichOneof("record_type") == "history"]
     logged = history[-1]
     assert logged["_step"] == "19"
-    (written,) = [entry for entry in map(json.loads, (tmp_path / "metrics.json").open())
-                  if entry["iteration"] == 19]
+    (written,) = [entry for entry in metrics(tmp_path) if entry["iteration"] == 19]
     for key in ("total_loss", "loss_cls", "loss_rpn_cls", "loss_da_image", "loss_da_instance",
                 "loss_da_consistency", "lr", "da/image_accuracy"):
         assert float(logged[key]) == pytest.approx(written[key], rel=1e-6), key
