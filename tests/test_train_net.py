@@ -3,8 +3,6 @@
 import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,11 +12,23 @@ from PIL import Image
 from pycocotools.coco import COCO
 from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
-from conftest import REPO, SYNTHETIC_DA, SYNTHETIC_FPN, metrics, run_train_net, wandb_records
+from conftest import (REPO, SYNTHETIC_DA, SYNTHETIC_FPN, metrics, run_script, run_train_net,
+                      wandb_records)
 
 QUICK = ["SOLVER.WARMUP_ITERS", "10", "SOLVER.STEPS", "()", "DATALOADER.NUM_WORKERS", "0",
          "WANDB.ENABLED", "False",
          "DATASETS.TEST", "('synthetic_foggy_val',)"]
+
+
+def infer(*args):
+    """tools/infer.py on the synthetic FPN config."""
+    return run_script("tools/infer.py", "--config-file", SYNTHETIC_FPN, *args, check=False)
+
+
+def visualize(source_only, adapted, *args):
+    """tools/visualize.py on the synthetic DA config, comparing two checkpoints."""
+    return run_script("tools/visualize.py", "--config-file", SYNTHETIC_DA, "--source-only",
+                      source_only, "--adapted", adapted, *args, check=False)
 
 
 @pytest.fixture(scope="module")
@@ -198,10 +208,8 @@ def test_infer_writes_coco_detections_and_drawn_images(trained, tmp_path):
     good = sorted(p.name for p in folder.iterdir())
     first = (folder / good[0]).read_bytes()
     (folder / "truncated.png").write_bytes(first[:len(first) // 2])  # its header reads fine
-    result = subprocess.run(
-        [sys.executable, str(REPO / "tools" / "infer.py"), "--config-file", str(SYNTHETIC_FPN),
-         "--input", str(folder), "--output", str(tmp_path / "out"), "--score-threshold", "0.05",
-         "MODEL.WEIGHTS", str(out / "model_final.pth")], capture_output=True, text=True, cwd=REPO)
+    result = infer("--input", folder, "--output", tmp_path / "out", "--score-threshold", "0.05",
+                   "MODEL.WEIGHTS", out / "model_final.pth")
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"{folder / 'truncated.png'}: unreadable image" in result.stderr
     assert "images (1 skipped, named above)" in result.stdout
@@ -254,12 +262,10 @@ def test_infer_gives_a_coco_json_splits_own_category_ids(trained, tmp_path):
     folder = tmp_path / "frames"
     folder.mkdir()
     shutil.copy(images / val["images"][0]["file_name"], folder)
-    result = subprocess.run(
-        [sys.executable, str(REPO / "tools" / "infer.py"), "--config-file", str(SYNTHETIC_FPN),
-         "--input", str(folder), "--output", str(tmp_path / "out"), "--score-threshold", "0.05",
-         "MODEL.WEIGHTS", str(out / "model_final.pth"),
-         "DATASETS.COCO_DOMAINS", f"[['own_ids', '{tmp_path / 'val.json'}', '{images}']]",
-         "DATASETS.TRAIN", "('own_ids',)"], capture_output=True, text=True, cwd=REPO)
+    result = infer("--input", folder, "--output", tmp_path / "out", "--score-threshold", "0.05",
+                   "MODEL.WEIGHTS", out / "model_final.pth",
+                   "DATASETS.COCO_DOMAINS", f"[['own_ids', '{tmp_path / 'val.json'}', '{images}']]",
+                   "DATASETS.TRAIN", "('own_ids',)")
     assert result.returncode == 0, result.stderr[-3000:]
     coco = COCO(str(tmp_path / "out" / "detections.json"))
     assert [(c["id"], c["name"]) for c in coco.dataset["categories"]] == [
@@ -274,37 +280,30 @@ def test_infer_refuses_to_draw_over_its_input_or_to_run_without_weights(trained,
     folder = tmp_path / "frames"
     folder.mkdir()
     shutil.copy(image, folder)
-    infer = [sys.executable, str(REPO / "tools" / "infer.py"), "--config-file", str(SYNTHETIC_FPN),
-             "--input", str(folder)]
-    into_input = subprocess.run(infer + ["--output", str(folder / "."), "MODEL.WEIGHTS",
-                                         str(out / "model_final.pth")],
-                                capture_output=True, text=True, cwd=REPO)
+    into_input = infer("--input", folder, "--output", folder / ".",
+                       "MODEL.WEIGHTS", out / "model_final.pth")
     assert into_input.returncode == 2 and (
         f"argument --output: {folder} is not empty" in into_input.stderr)
     a_file = tmp_path / "notes.txt"
     a_file.write_text("kept")
-    into_file = subprocess.run(infer + ["--output", str(a_file), "MODEL.WEIGHTS",
-                                        str(out / "model_final.pth")],
-                               capture_output=True, text=True, cwd=REPO)
+    into_file = infer("--input", folder, "--output", a_file, "MODEL.WEIGHTS",
+                      out / "model_final.pth")
     assert into_file.returncode == 2 and "is a file, not a folder" in into_file.stderr
     assert a_file.read_text() == "kept"
     assert (folder / image.name).read_bytes() == image.read_bytes()
-    without_weights = subprocess.run(infer + ["--output", str(tmp_path / "out")],
-                                     capture_output=True, text=True, cwd=REPO)
+    without_weights = infer("--input", folder, "--output", tmp_path / "out")
     assert without_weights.returncode != 0
     assert without_weights.stderr.strip().splitlines()[-1].startswith(
         "error: MODEL.WEIGHTS is empty")
-    no_classes = subprocess.run(infer + ["--output", str(tmp_path / "out"), "MODEL.WEIGHTS",
-                                         str(out / "model_final.pth"), "DATASETS.TRAIN", "()"],
-                                capture_output=True, text=True, cwd=REPO)
+    no_classes = infer("--input", folder, "--output", tmp_path / "out",
+                       "MODEL.WEIGHTS", out / "model_final.pth", "DATASETS.TRAIN", "()")
     assert no_classes.returncode == 1 and no_classes.stderr.strip().splitlines()[-1] == (
         "error: DATASETS.TRAIN is empty: its first split names the classes the model detects")
     assert not (tmp_path / "out").exists()
     # an image whose header reads but whose pixels do not: nothing detected is a failure
     (folder / image.name).write_bytes(image.read_bytes()[:len(image.read_bytes()) // 2])
-    undecodable = subprocess.run(infer + ["--output", str(tmp_path / "out"), "MODEL.WEIGHTS",
-                                          str(out / "model_final.pth")],
-                                 capture_output=True, text=True, cwd=REPO)
+    undecodable = infer("--input", folder, "--output", tmp_path / "out",
+                        "MODEL.WEIGHTS", out / "model_final.pth")
     assert undecodable.returncode == 1 and undecodable.stderr.strip().splitlines()[-1] == (
         f"error: none of the 1 images in {folder} could be decoded (named above)")
     assert not (tmp_path / "out" / "detections.json").exists()
@@ -313,39 +312,25 @@ def test_infer_refuses_to_draw_over_its_input_or_to_run_without_weights(trained,
 def test_visualize_writes_detection_panels_and_feature_plot(trained, tmp_path):
     out, _ = trained
     weights = out / "model_final.pth"
-    result = subprocess.run(
-        [sys.executable, str(REPO / "tools" / "visualize.py"), "--config-file", str(SYNTHETIC_DA),
-         "--source-only", str(weights), "--adapted", str(weights), "--output", str(tmp_path),
-         "--images", "2", "--features", "12", "--score-threshold", "0.05"],
-        capture_output=True, text=True, cwd=REPO)
+    result = visualize(weights, weights, "--output", tmp_path, "--images", "2", "--features", "12",
+                       "--score-threshold", "0.05")
     assert result.returncode == 0, result.stderr[-3000:]
     written = {p: p.read_bytes() for p in tmp_path.iterdir()}
-    again = subprocess.run(
-        [sys.executable, str(REPO / "tools" / "visualize.py"), "--config-file", str(SYNTHETIC_DA),
-         "--source-only", str(weights), "--adapted", str(weights), "--output", str(tmp_path),
-         "--images", "1"], capture_output=True, text=True, cwd=REPO)
+    again = visualize(weights, weights, "--output", tmp_path, "--images", "1")
     assert again.returncode == 2 and f"argument --output: {tmp_path} is not empty" in again.stderr
     assert {p: p.read_bytes() for p in tmp_path.iterdir()} == written
-    too_few = subprocess.run(
-        [sys.executable, str(REPO / "tools" / "visualize.py"), "--config-file", str(SYNTHETIC_DA),
-         "--source-only", str(weights), "--adapted", str(weights), "--output", str(tmp_path / "x"),
-         "--features", "1"], capture_output=True, text=True, cwd=REPO)
+    too_few = visualize(weights, weights, "--output", tmp_path / "x", "--features", "1")
     assert too_few.returncode == 2 and too_few.stderr.strip().endswith(
         "argument --features: 1: must be at least 2")
-    unknown_split = subprocess.run(
-        [sys.executable, str(REPO / "tools" / "visualize.py"), "--config-file", str(SYNTHETIC_DA),
-         "--source-only", str(weights), "--adapted", str(weights), "--output", str(tmp_path / "x"),
-         "--source-split", "synthetic_clear_val"], capture_output=True, text=True, cwd=REPO)
+    unknown_split = visualize(weights, weights, "--output", tmp_path / "x",
+                              "--source-split", "synthetic_clear_val")
     assert unknown_split.returncode == 1
     assert unknown_split.stderr.strip().splitlines()[-1].startswith(
         "error: --source-split synthetic_clear_val: unknown dataset name (did you mean "
         "'synthetic_clean_val'")
     empty = tmp_path / "empty.pth"
     torch.save({"model": {}}, empty)
-    no_weights = subprocess.run(
-        [sys.executable, str(REPO / "tools" / "visualize.py"), "--config-file", str(SYNTHETIC_DA),
-         "--source-only", str(weights), "--adapted", str(empty), "--output", str(tmp_path / "x")],
-        capture_output=True, text=True, cwd=REPO)
+    no_weights = visualize(weights, empty, "--output", tmp_path / "x")
     assert no_weights.returncode == 1 and no_weights.stderr.strip().splitlines()[-1].startswith(
         f"error: {empty}: not a checkpoint of this model: it gives no weights for ")
     assert not (tmp_path / "x").exists()
