@@ -24,6 +24,9 @@ from da_detect.config import load_config  # noqa: E402
 
 SYNTHETIC_FPN = REPO / "configs" / "synthetic" / "Base-synthetic-R18-FPN.yaml"
 SYNTHETIC_DA = REPO / "configs" / "synthetic" / "da_faster_rcnn_R18_FPN.yaml"
+# Images of about 128x160 instead of the synthetic configs' 256x320: models build and run fast.
+SMALL_IMAGES = ["INPUT.MIN_SIZE_TRAIN", "(128,)", "INPUT.MAX_SIZE_TRAIN", "160",
+                "INPUT.MIN_SIZE_TEST", "128", "INPUT.MAX_SIZE_TEST", "160"]
 # A short training run: 24 steps, a checkpoint after steps 8, 16 and 24, no evaluation.
 SHORT_RUN = ["SOLVER.WARMUP_ITERS", "4", "SOLVER.STEPS", "(12,)", "SOLVER.MAX_ITER", "24",
              "SOLVER.CHECKPOINT_PERIOD", "8", "DATALOADER.NUM_WORKERS", "1", "DATASETS.TEST", "()",

@@ -7,12 +7,12 @@ import torch
 from PIL import Image
 from pycocotools.coco import COCO
 
-from conftest import SYNTHETIC_DA, SYNTHETIC_FPN, load_script, run_script, untrained_weights
+from conftest import (SMALL_IMAGES, SYNTHETIC_DA, SYNTHETIC_FPN, load_script, run_script,
+                      untrained_weights)
 from da_detect.config import load_config
 from da_detect.evaluation.comparison import gap_closed
 
-TINY = ["INPUT.MIN_SIZE_TRAIN", "(128,)", "INPUT.MAX_SIZE_TRAIN", "160", "INPUT.MIN_SIZE_TEST",
-        "128", "INPUT.MAX_SIZE_TEST", "160", "DATALOADER.NUM_WORKERS", "0"]
+TINY = [*SMALL_IMAGES, "DATALOADER.NUM_WORKERS", "0"]
 
 
 def table_rows(markdown):

@@ -9,15 +9,19 @@ from detectron2.data import DatasetCatalog, DatasetMapper
 from detectron2.modeling import build_model
 from detectron2.utils.events import EventStorage
 
-from conftest import REPO, SYNTHETIC_DA
+from conftest import REPO, SMALL_IMAGES, SYNTHETIC_DA
 from da_detect.config import deployment_config, load_config
 from da_detect.modeling import meta_arch
 from da_detect.modeling.consistency import consistency_loss
 from da_detect.modeling.gradient_reversal import grl_lambda, reverse_gradient
 from da_detect.modeling.image_domain_classifier import image_domain_probability
 
-SMALL = ["INPUT.MIN_SIZE_TRAIN", "(128,)", "INPUT.MAX_SIZE_TRAIN", "160", "INPUT.MIN_SIZE_TEST",
-         "128", "INPUT.MAX_SIZE_TEST", "160", "INPUT.RANDOM_FLIP", "none"]
+SMALL = [*SMALL_IMAGES, "INPUT.RANDOM_FLIP", "none"]
+# detectron2's R50-C4 made domain-adaptive: D_img on res4, D_ins on the res5 head's features
+C4_CONFIG = REPO / "configs" / "Base-RCNN-C4.yaml"
+C4_DA = ["MODEL.META_ARCHITECTURE", "DomainAdaptiveRCNN", "MODEL.ROI_HEADS.NAME",
+         "DomainAdaptiveRes5ROIHeads", "MODEL.DEVICE", "cpu", "MODEL.ROI_HEADS.NUM_CLASSES", "3",
+         "DATASETS.TRAIN", "('synthetic_clean_train',)"]
 ALL_OFF = ["MODEL.DA.IMAGE.ENABLED", "False", "MODEL.DA.INSTANCE.ENABLED", "False",
            "MODEL.DA.CONSISTENCY.ENABLED", "False"]
 
@@ -115,10 +119,7 @@ def test_every_loss_is_float32_under_cpu_autocast(da_cfg, inputs):
     (SYNTHETIC_DA, [], ["p3", "p4", "p5", "p6"], 512),
     (SYNTHETIC_DA, ["MODEL.DA.IMAGE.IN_FEATURES", "['res3', 'res4', 'res5']",
                     "MODEL.DA.IMAGE.SHARED", "False"], ["res3", "res4", "res5"], 512),
-    (REPO / "configs" / "Base-RCNN-C4.yaml",
-     ["MODEL.META_ARCHITECTURE", "DomainAdaptiveRCNN", "MODEL.ROI_HEADS.NAME",
-      "DomainAdaptiveRes5ROIHeads", "MODEL.DEVICE", "cpu", "MODEL.ROI_HEADS.NUM_CLASSES", "3",
-      "DATASETS.TRAIN", "('synthetic_clean_train',)"], ["res4"], 2048),
+    (C4_CONFIG, C4_DA, ["res4"], 2048),
 ])
 def test_classifier_shapes(config, opts, levels, box_dim):
     cfg = cfg_for(config, *opts)
@@ -154,11 +155,7 @@ def test_image_loss_on_bottom_up_features_reaches_only_the_bottom_up_network(inp
 
 
 def test_c4_model_trains_on_source_and_target(inputs):
-    cfg = cfg_for(REPO / "configs" / "Base-RCNN-C4.yaml",
-                  "MODEL.META_ARCHITECTURE", "DomainAdaptiveRCNN", "MODEL.ROI_HEADS.NAME",
-                  "DomainAdaptiveRes5ROIHeads", "MODEL.DEVICE", "cpu",
-                  "MODEL.ROI_HEADS.NUM_CLASSES", "3", "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "16",
-                  "DATASETS.TRAIN", "('synthetic_clean_train',)")
+    cfg = cfg_for(C4_CONFIG, *C4_DA, "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "16")
     source, target = inputs
     model = build_model(cfg).train()
     torch.manual_seed(0)
