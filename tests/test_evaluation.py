@@ -21,13 +21,15 @@ DETECTIONS = [([0, 60, 20, 90], 0.95), ([10, 10, 30, 30], 0.9), ([60, 0, 90, 20]
               ([50, 50, 80, 80], 0.7)]
 
 
-def register(name, classes):
-    if name not in DatasetCatalog.list():
-        DatasetCatalog.register(name, lambda: [{
-            "file_name": "x.png", "image_id": 1, "height": 100, "width": 100,
-            "annotations": [{"bbox": box, "bbox_mode": BoxMode.XYXY_ABS, "category_id": 0,
-                             "iscrowd": crowd} for box, crowd in GT]}])
-        MetadataCatalog.get(name).set(thing_classes=classes)
+def register(name, classes, ground_truth=GT):
+    """Register ``name`` afresh: one 100x100 image whose ground truth is ``ground_truth``,
+    (XYXY box, iscrowd) pairs of the first class."""
+    forget_dataset(name)
+    DatasetCatalog.register(name, lambda: [{
+        "file_name": "x.png", "image_id": 1, "height": 100, "width": 100,
+        "annotations": [{"bbox": box, "bbox_mode": BoxMode.XYXY_ABS, "category_id": 0,
+                         "iscrowd": crowd} for box, crowd in ground_truth]}])
+    MetadataCatalog.get(name).set(thing_classes=classes)
     return name
 
 
@@ -87,19 +89,12 @@ def test_coco_ap50_without_any_detection_is_zero_where_there_is_ground_truth(tmp
 
 
 def test_coco_ap50_reads_the_split_as_it_is_now_not_an_earlier_runs_conversion(tmp_path):
-    def register_car_at(box):
-        forget_dataset("moving_car")
-        DatasetCatalog.register("moving_car", lambda: [{
-            "file_name": "x.png", "image_id": 1, "height": 100, "width": 100,
-            "annotations": [{"bbox": box, "bbox_mode": BoxMode.XYXY_ABS, "category_id": 0,
-                             "iscrowd": 0}]}])
-        MetadataCatalog.get("moving_car").set(thing_classes=["car"])
-
     detection = [([10, 10, 30, 30], 0.9)]
-    register_car_at([10, 10, 30, 30])
+    register("moving_car", ["car"], [([10, 10, 30, 30], 0)])
     first = evaluate(COCOAP50Evaluator("moving_car", output_dir=str(tmp_path), distributed=False),
                      detection)
-    register_car_at([60, 60, 90, 90])  # the annotations changed; same name, same output folder
+    # the annotations changed; same name, same output folder
+    register("moving_car", ["car"], [([60, 60, 90, 90], 0)])
     second = evaluate(COCOAP50Evaluator("moving_car", output_dir=str(tmp_path), distributed=False),
                       detection)
     assert first["AP50-car"] == pytest.approx(100.0) and second["AP50-car"] == 0.0
