@@ -174,9 +174,9 @@ def test_synthetic_benchmark_reports_the_runs_that_finished_when_one_fails(tmp_p
     assert set(table_rows(report)) == {"variant", "source_only", "oracle"}
 
 
-def test_ap50_by_size_splits_boxes_into_area_thirds(tmp_path):
-    by_size = load_script("benchmarks/synthetic_ap50_by_size.py")
-    sides = [6, 8, 10, 20, 24, 28, 50, 60, 70]  # three boxes per third of the areas
+def one_square_car_per_image(sides):
+    """A COCO ground truth of 100x100 images, image k + 1 holding one car: a square of side
+    ``sides[k]`` at (10, 10). Returns it and the boxes (XYWH)."""
     boxes = [[10.0, 10.0, s, s] for s in sides]
     coco = COCO()
     coco.dataset = {
@@ -185,6 +185,13 @@ def test_ap50_by_size_splits_boxes_into_area_thirds(tmp_path):
                          "area": b[2] * b[3], "iscrowd": 0} for i, b in enumerate(boxes)],
         "categories": [{"id": 1, "name": "car"}]}
     coco.createIndex()
+    return coco, boxes
+
+
+def test_ap50_by_size_splits_boxes_into_area_thirds(tmp_path):
+    by_size = load_script("benchmarks/synthetic_ap50_by_size.py")
+    sides = [6, 8, 10, 20, 24, 28, 50, 60, 70]  # three boxes per third of the areas
+    coco, boxes = one_square_car_per_image(sides)
     bounds = by_size.area_thirds(coco)
     assert 10 ** 2 < bounds[0] < 20 ** 2 and 28 ** 2 < bounds[1] < 50 ** 2
     found = [{"image_id": i + 1, "category_id": 1, "bbox": b, "score": 1.0}
@@ -198,15 +205,7 @@ def test_ap50_by_size_splits_boxes_into_area_thirds(tmp_path):
 
 def test_ap50_by_size_counts_a_box_on_a_bound_in_one_range(tmp_path):
     by_size = load_script("benchmarks/synthetic_ap50_by_size.py")
-    sides = [10, 20, 30]  # areas 100, 400 (on the first bound) and 900
-    coco = COCO()
-    coco.dataset = {
-        "images": [{"id": i + 1, "width": 100, "height": 100} for i in range(len(sides))],
-        "annotations": [{"id": i + 1, "image_id": i + 1, "category_id": 1,
-                         "bbox": [10.0, 10.0, s, s], "area": s * s, "iscrowd": 0}
-                        for i, s in enumerate(sides)],
-        "categories": [{"id": 1, "name": "car"}]}
-    coco.createIndex()
+    coco, _ = one_square_car_per_image([10, 20, 30])  # areas 100, 400 (on a bound) and 900
     detections = tmp_path / "detections.json"
     detections.write_text(json.dumps([{"image_id": 2, "category_id": 1,
                                        "bbox": [10.0, 10.0, 20, 20], "score": 1.0}]))
