@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
+from tabulate import tabulate
 
 from da_detect.data.builtin import synthetic_split_name
 from da_detect.data.synthetic import TARGET_DOMAINS
@@ -83,11 +84,8 @@ def main():
     means = {v: np.mean(r, axis=0) for v, r in runs.items()}
     names = ["all", f"small (area < {bounds[0]:.0f} px²)",
              f"medium ({bounds[0]:.0f}-{bounds[1]:.0f})", f"large (≥ {bounds[1]:.0f})"]
-    lines = [f"Target AP50 (%) on {dataset} by ground-truth box area (thirds of its boxes), "
-             f"mean ± std over seeds; in brackets, the share of the source-only -> oracle gap "
-             f"closed, where there is a gap.\n",
-             "| variant | seeds | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
     closed = [gap_closed({v: m[k] for v, m in means.items()}) for k in range(len(names))]
+    rows = []
     for variant, values in runs.items():
         cells = []
         for k in range(len(names)):
@@ -95,8 +93,12 @@ def main():
             if variant in closed[k]:
                 cell += f" [{closed[k][variant]:.0f}%]"
             cells.append(cell)
-        lines.append(f"| {variant} | {len(values)} | " + " | ".join(cells) + " |")
-    print("\n".join(lines))
+        rows.append([variant, str(len(values)), *cells])
+    print(f"Target AP50 (%) on {dataset} by ground-truth box area (thirds of its boxes), mean ± "
+          f"std over seeds; in brackets, the share of the source-only -> oracle gap closed, "
+          f"where there is a gap.\n")
+    print(tabulate(rows, headers=["variant", "seeds", *names], tablefmt="pipe",
+                   disable_numparse=True))
 
 
 if __name__ == "__main__":

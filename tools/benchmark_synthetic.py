@@ -46,6 +46,7 @@ from da_detect.data.builtin import synthetic_split_name
 from da_detect.data.synthetic import CLASSES, SOURCE_DOMAIN, TARGET_DOMAINS
 from da_detect.engine.cpu_mixed_precision import cpu_has_native_bfloat16
 from da_detect.evaluation.comparison import gap_closed, mean_std
+from tabulate import tabulate
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs" / "synthetic"
@@ -212,15 +213,15 @@ def table(runs, classes):
                          for v, seeds in runs.items()})
     header = ["variant", "target AP50", *[f"target {c}" for c in classes], "source AP50",
               "gap closed", "s/iter"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    rows = []
     for variant, seeds in runs.items():
         row = [variant, mean_std([r["target"]["AP50"] for r in seeds])]
         row += [mean_std([r["target"][f"AP50-{c}"] for r in seeds]) for c in classes]
         row += [mean_std([r["source"]["AP50"] for r in seeds]),
                 f"{closed[variant]:.0f}%" if variant in closed else "",
                 seconds_per_iter([r["seconds_per_iter"] for r in seeds])]
-        lines.append("| " + " | ".join(row) + " |")
-    return "\n".join(lines)
+        rows.append(row)
+    return tabulate(rows, headers=header, tablefmt="pipe", disable_numparse=True)
 
 
 def chart(runs, target, path):
