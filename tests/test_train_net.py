@@ -143,13 +143,15 @@ def test_resume_continues_from_the_last_checkpoint_and_logs_each_value_once(tmp_
     kept = list(tmp_path.glob("config.*.yaml"))
     assert len(kept) == 1 and "MAX_ITER: 20" in kept[0].read_text()
     assert "MAX_ITER: 30" in (tmp_path / "config.yaml").read_text()
-    # resuming the finished run: nothing to train, nothing written again
-    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.suffix in (".pth", ".json")}
+    # resuming the finished run: nothing trained, its final evaluation again, the earlier kept
+    checkpoints = {p.name: p.read_bytes() for p in tmp_path.glob("*.pth")}
+    results = (tmp_path / "results.json").read_text()
     again = run_train_net("--config-file", SYNTHETIC_DA, "--resume", *common,
                           "SOLVER.MAX_ITER", "30")
-    assert "nothing to train: the run in" in again.stdout + again.stderr
-    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()
-            if p.suffix in (".pth", ".json")} == before
+    assert "finished its SOLVER.MAX_ITER = 30 steps: nothing to train" in again.stdout
+    assert {p.name: p.read_bytes() for p in tmp_path.glob("*.pth")} == checkpoints
+    assert json.loads((tmp_path / "results.json").read_text()) == json.loads(results)
+    assert results in [p.read_text() for p in tmp_path.glob("results.*.json")]
     assert list(tmp_path.glob("config.*.yaml")) == kept
 
 

@@ -109,18 +109,13 @@ class DATrainer(DefaultTrainer):
     def train(self):
         """detectron2's. An error that tools/train_net.py reports in one line of its own
         (:data:`ERRORS_REPORTED_BY_TRAIN_NET`) is not also logged with its traceback by
-        detectron2's loop. A run resumed at SOLVER.MAX_ITER has nothing to train: it returns
-        without running the loop's end (the last evaluation, model_final) again."""
+        detectron2's loop. A run resumed at its last step (finished, or stopped in its final
+        evaluation) trains nothing and evaluates again, saying so."""
         if self.start_iter >= self.max_iter:
             logging.getLogger("da_detect").warning(
-                "nothing to train: the run in %s has finished its SOLVER.MAX_ITER = %d steps "
-                "(raise SOLVER.MAX_ITER to train on; --eval-only evaluates it)",
+                "the run in %s has finished its SOLVER.MAX_ITER = %d steps: nothing to train, "
+                "only its final evaluation runs again (raise SOLVER.MAX_ITER to train on)",
                 self.cfg.OUTPUT_DIR, self.max_iter)
-            for hook in self._hooks:  # the writers opened at construction (a wandb run)
-                if isinstance(hook, hooks.PeriodicWriter):
-                    for writer in hook._writers:
-                        writer.close()
-            return {}
         loop_logger = logging.getLogger("detectron2.engine.train_loop")
         loop_logger.addFilter(not_an_error_reported_by_train_net)
         try:
