@@ -22,9 +22,9 @@ from da_detect.checkpoint import CheckpointError, DACheckpointer
 from da_detect.config import ConfigError, load_config
 from da_detect.data.problems import DatasetError
 from da_detect.engine import DATrainer
-from da_detect.engine.trainer import keep_earlier_predictions
 from da_detect.engine.finite_loss import NonFiniteLossError
 from da_detect.engine.launch import launch_main
+from da_detect.engine.trainer import keep_earlier_predictions
 from da_detect.every_process import raise_for_problems, raised_together
 from detectron2.engine import default_argument_parser, default_setup
 from detectron2.utils import comm
