@@ -27,10 +27,11 @@ SYNTHETIC_DA = REPO / "configs" / "synthetic" / "da_faster_rcnn_R18_FPN.yaml"
 # Images of about 128x160 instead of the synthetic configs' 256x320: models build and run fast.
 SMALL_IMAGES = ["INPUT.MIN_SIZE_TRAIN", "(128,)", "INPUT.MAX_SIZE_TRAIN", "160",
                 "INPUT.MIN_SIZE_TEST", "128", "INPUT.MAX_SIZE_TEST", "160"]
-# A short training run: 24 steps, a checkpoint after steps 8, 16 and 24, no evaluation.
-SHORT_RUN = ["SOLVER.WARMUP_ITERS", "4", "SOLVER.STEPS", "(12,)", "SOLVER.MAX_ITER", "24",
-             "SOLVER.CHECKPOINT_PERIOD", "8", "DATALOADER.NUM_WORKERS", "1", "DATASETS.TEST", "()",
-             "WANDB.ENABLED", "False"]
+# A short training run on small images: 24 steps, a checkpoint after steps 8, 16 and 24, no
+# evaluation.
+SHORT_RUN = [*SMALL_IMAGES, "SOLVER.WARMUP_ITERS", "4", "SOLVER.STEPS", "(12,)",
+             "SOLVER.MAX_ITER", "24", "SOLVER.CHECKPOINT_PERIOD", "8",
+             "DATALOADER.NUM_WORKERS", "1", "DATASETS.TEST", "()", "WANDB.ENABLED", "False"]
 
 
 def run_script(script, *args, check=True):
@@ -50,6 +51,17 @@ def load_script(path):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def exit_of(script, *args):
+    """Run the ``main()`` of the repository's script at ``script`` in this process, with ``args``
+    as its command line, and return what it exits with: SystemExit's code, a status or the
+    message ``sys.exit`` prints (argparse's errors: status 2, the message on stderr)."""
+    main = load_script(script).main
+    with pytest.MonkeyPatch.context() as patch, pytest.raises(SystemExit) as stopped:
+        patch.setattr(sys, "argv", [str(script), *map(str, args)])
+        main()
+    return stopped.value.code
 
 
 def metrics(output_dir):

@@ -8,7 +8,7 @@ from detectron2.modeling import build_model
 from detectron2.utils.events import EventStorage
 from torchvision.models import vgg16, vgg16_bn
 
-from conftest import REPO, SYNTHETIC_DA, load_script, run_script
+from conftest import REPO, SYNTHETIC_DA, SYNTHETIC_FPN, exit_of, load_script, run_script
 from da_detect.checkpoint import DACheckpointer
 from da_detect.config import ConfigError, check_adaptation_data, load_config
 from da_detect.engine.trainer import DATrainer
@@ -46,6 +46,39 @@ def test_a_yaml_syntax_error_is_named_with_its_file_and_line(tmp_path):
                               f'"{base}", line 2') and "\n" not in message
 
 
+@pytest.mark.parametrize("config,opts,message", [
+    ("configs/missing.yaml", [], "config file not found: configs/missing.yaml"),
+    (SYNTHETIC_FPN, ["DATASETS.TEST", "('synthetic_fogy_val',)"],
+     "DATASETS.TEST: unknown dataset name 'synthetic_fogy_val' (did you mean "
+     "'synthetic_foggy_val'"),
+    (SYNTHETIC_DA, ["MODEL.DA.GRL_SCHEDULE", "linear"],
+     "MODEL.DA.GRL_SCHEDULE = 'linear': must be one of ('constant', 'dann')"),
+    (SYNTHETIC_FPN, ["DATASETS.TARGET_TRAIN", "('synthetic_foggy_train',)"],
+     "DATASETS.TARGET_TRAIN ('synthetic_foggy_train',) needs MODEL.META_ARCHITECTURE "
+     "'DomainAdaptiveRCNN', not 'GeneralizedRCNN'"),
+    (SYNTHETIC_DA, ["DATASETS.TARGET_TRAIN", "()"],
+     "DATASETS.TARGET_TRAIN is empty: the domain classifiers"),
+    (SYNTHETIC_FPN, ["SOLVER.MAX_ITER", "3", "--eval-only"],
+     "command-line override --eval-only: a flag among the KEY VALUE overrides (give it before "
+     "them)"),
+    (SYNTHETIC_FPN, ["SOLVER.BASE_LR", "SOLVER.MAX_ITER", "3"],
+     "command-line override SOLVER.BASE_LR: no value"),
+    (SYNTHETIC_DA, ["SOLVER.TARGET_IMS_PER_BATCH", "0"],
+     "SOLVER.TARGET_IMS_PER_BATCH = 0: must be > 0"),
+    (SYNTHETIC_DA, ["MODEL.DA.INSTANCE.DROPOUT", "1.5"],
+     "MODEL.DA.INSTANCE.DROPOUT = 1.5: must be in [0, 1)"),
+    (SYNTHETIC_DA, ["MODEL.DA.START_ITER", "-1"], "MODEL.DA.START_ITER = -1: must be >= 0"),
+    (SYNTHETIC_DA, ["SOLVER.WEIGHT_AVERAGING.START_ITER", "2000"],
+     "SOLVER.WEIGHT_AVERAGING.START_ITER = 2000: must be in [0, SOLVER.MAX_ITER = 1500]"),
+])
+def test_a_bad_config_value_is_a_config_error_naming_its_key(config, opts, message):
+    """Raised as the config loads or is checked for training; train_net reports a ConfigError
+    in one ``error:`` line (test_train_net's bad-input cases)."""
+    with pytest.raises(ConfigError) as error:
+        check_adaptation_data(load_config(str(config), opts))
+    assert str(error.value).startswith(message)
+
+
 def test_scaling_to_more_processes_scales_the_target_batch_and_the_adaptation_steps():
     opts = ["SOLVER.REFERENCE_WORLD_SIZE", "2", "SOLVER.IMS_PER_BATCH", "4",
             "SOLVER.TARGET_IMS_PER_BATCH", "2", "SOLVER.MAX_ITER", "1000", "MODEL.DA.START_ITER",
@@ -62,14 +95,6 @@ def test_scaling_to_more_processes_scales_the_target_batch_and_the_adaptation_st
 
 
 def test_convert_vgg16_names_an_input_that_is_no_torchvision_vgg16(tmp_path, monkeypatch):
-    convert = load_script("tools/convert_vgg16.py")
-
-    def error_of(*args):
-        monkeypatch.setattr("sys.argv", ["convert_vgg16.py", *map(str, args)])
-        with pytest.raises(SystemExit) as stopped:
-            convert.main()
-        return stopped.value.code  # sys.exit(message): the message, printed, and status 1
-
     weights = vgg16(weights=None).state_dict()
     inputs = {"missing.pth": None, "text.pth": "not weights",
               "partial.pth": {k: v for k, v in weights.items() if k.startswith("features.0.")},
@@ -81,7 +106,7 @@ def test_convert_vgg16_names_an_input_that_is_no_torchvision_vgg16(tmp_path, mon
             (tmp_path / name).write_text(content)
         elif content is not None:
             torch.save(content, tmp_path / name)
-        errors[name] = error_of(tmp_path / name, tmp_path / "out.pth")
+        errors[name] = exit_of("tools/convert_vgg16.py", tmp_path / name, tmp_path / "out.pth")
     assert not (tmp_path / "out.pth").exists()
     prefix = f"error: {tmp_path}/"
     assert errors == {
@@ -96,15 +121,16 @@ def test_convert_vgg16_names_an_input_that_is_no_torchvision_vgg16(tmp_path, mon
                       f"classifier.3.weight is (10, 4096), VGG16's is (4096, 4096)"}
 
     torch.save(weights, tmp_path / "vgg16.pth")
-    assert error_of(tmp_path / "vgg16.pth", tmp_path) == (
+    assert exit_of("tools/convert_vgg16.py", tmp_path / "vgg16.pth", tmp_path) == (
         f"error: {tmp_path} is a folder; give the output file's path")
-    assert error_of(tmp_path / "vgg16.pth", tmp_path / "text.pth" / "out.pth") == (
+    assert exit_of("tools/convert_vgg16.py", tmp_path / "vgg16.pth",
+                   tmp_path / "text.pth" / "out.pth") == (
         f"error: {tmp_path}/text.pth/out.pth: its folder cannot be made (File exists: "
         f"{tmp_path}/text.pth)")
     (tmp_path / "out.pth").write_text("an earlier file")
     monkeypatch.setattr("sys.argv", ["convert_vgg16.py", str(tmp_path / "vgg16.pth"),
                                      str(tmp_path / "out.pth")])
-    convert.main()
+    load_script("tools/convert_vgg16.py").main()
     (earlier,) = tmp_path.glob("out.*.pth")  # kept under the time it was written
     assert earlier.read_text() == "an earlier file"
     assert torch.load(tmp_path / "out.pth")["model"].keys() == (

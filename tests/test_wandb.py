@@ -5,15 +5,15 @@ import sys
 import pytest
 import wandb
 
-from conftest import SYNTHETIC_DA, metrics, run_train_net, wandb_records
+from conftest import SMALL_IMAGES, SYNTHETIC_DA, metrics, run_train_net, wandb_records
 from da_detect.config import ConfigError, load_config
 from da_detect.engine.wandb_writer import WandbWriter
 
 
 def test_training_logs_losses_and_config_to_offline_wandb(tmp_path):
-    run_train_net("--config-file", SYNTHETIC_DA, "SOLVER.MAX_ITER", "20", "SOLVER.WARMUP_ITERS", "5",
-                  "DATASETS.TEST", "()", "DATALOADER.NUM_WORKERS", "0", "WANDB.NAME", "adapt-test",
-                  "OUTPUT_DIR", tmp_path)
+    run_train_net("--config-file", SYNTHETIC_DA, *SMALL_IMAGES, "SOLVER.MAX_ITER", "20",
+                  "SOLVER.WARMUP_ITERS", "5", "DATASETS.TEST", "()", "DATALOADER.NUM_WORKERS", "0",
+                  "WANDB.NAME", "adapt-test", "OUTPUT_DIR", tmp_path)
     (run_file,) = tmp_path.glob("wandb/offline-run-*/run-*.wandb")
     records = wandb_records(run_file)
     history = [{item.key or "/".join(item.nested_key): item.value_json for item in r.history.item}
