@@ -43,6 +43,7 @@ from da_detect.data.train_loader import build_train_loader, target_batch_size
 from detectron2.modeling import build_model
 from detectron2.solver import build_optimizer
 from detectron2.utils.events import EventStorage
+from tabulate import tabulate
 
 SPEED_SPLIT_IMAGES = 16
 
@@ -214,17 +215,18 @@ def report(args, cfgs, training, memory, inference, identical, loading):
         f"source-only step; medians of {args.steps} steps after {args.warmup}, of "
         f"{len(inference['adapted model'])} images at inference.",
         "",
-        "| measure | source-only / plain | adaptation / adapted | ratio |",
-        "|---|---|---|---|",
-        f"| training, s per image | {source_only:.3f} | {adaptation:.3f} | "
-        f"{adaptation / source_only:.3f} |",
-        f"| training, peak memory (MiB) | {memory['source-only']:.0f} | "
-        f"{memory['adaptation']:.0f} | {memory['adaptation'] / memory['source-only']:.3f} |",
-        f"| inference, s per image | {plain:.4f} | {adapted:.4f} | {adapted / plain:.3f} |",
-        f"| data loading, images/s (alone, DATALOADER.NUM_WORKERS {cfg.DATALOADER.NUM_WORKERS}) vs "
-        f"images/s adaptation training consumes | {loading:.1f} | {consumed:.1f} | "
-        f"{loading / consumed:.1f} |",
-        f"| share of an adaptation step waiting for data | | {100 * wait:.1f}% | |",
+        tabulate([
+            ("training, s per image", f"{source_only:.3f}", f"{adaptation:.3f}",
+             f"{adaptation / source_only:.3f}"),
+            ("training, peak memory (MiB)", f"{memory['source-only']:.0f}",
+             f"{memory['adaptation']:.0f}", f"{memory['adaptation'] / memory['source-only']:.3f}"),
+            ("inference, s per image", f"{plain:.4f}", f"{adapted:.4f}", f"{adapted / plain:.3f}"),
+            (f"data loading, images/s (alone, DATALOADER.NUM_WORKERS "
+             f"{cfg.DATALOADER.NUM_WORKERS}) vs images/s adaptation training consumes",
+             f"{loading:.1f}", f"{consumed:.1f}", f"{loading / consumed:.1f}"),
+            ("share of an adaptation step waiting for data", "", f"{100 * wait:.1f}%", ""),
+        ], headers=["measure", "source-only / plain", "adaptation / adapted", "ratio"],
+            tablefmt="pipe", disable_numparse=True),
         "",
         f"Plain and adapted predictions identical: {'yes' if identical else 'NO'}.",
     ]
