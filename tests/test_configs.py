@@ -58,9 +58,6 @@ def test_a_yaml_syntax_error_is_named_with_its_file_and_line(tmp_path):
      "'DomainAdaptiveRCNN', not 'GeneralizedRCNN'"),
     (SYNTHETIC_DA, ["DATASETS.TARGET_TRAIN", "()"],
      "DATASETS.TARGET_TRAIN is empty: the domain classifiers"),
-    (SYNTHETIC_FPN, ["SOLVER.MAX_ITER", "3", "--eval-only"],
-     "command-line override --eval-only: a flag among the KEY VALUE overrides (give it before "
-     "them)"),
     (SYNTHETIC_FPN, ["SOLVER.BASE_LR", "SOLVER.MAX_ITER", "3"],
      "command-line override SOLVER.BASE_LR: no value"),
     (SYNTHETIC_DA, ["SOLVER.TARGET_IMS_PER_BATCH", "0"],

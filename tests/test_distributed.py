@@ -13,8 +13,8 @@ from conftest import (REPO, SMALL_IMAGES, SYNTHETIC_DA, torchrun_two_processes,
 
 def torchrun(output_dir, *opts):
     command = torchrun_two_processes(
-        "tests/ddp_worker.py", SYNTHETIC_DA, *SMALL_IMAGES, "SOLVER.MAX_ITER", "8", "SOLVER.WARMUP_ITERS", "2",
-        "SOLVER.IMS_PER_BATCH", "2", "SOLVER.TARGET_IMS_PER_BATCH", "2",
+        "tests/ddp_worker.py", SYNTHETIC_DA, *SMALL_IMAGES, "SOLVER.MAX_ITER", "8",
+        "SOLVER.WARMUP_ITERS", "2", "SOLVER.IMS_PER_BATCH", "2", "SOLVER.TARGET_IMS_PER_BATCH", "2",
         # 4 source-only steps, whose domain classifiers get no gradient, then 4 adapting
         "MODEL.DA.START_ITER", "4", "SOLVER.CHECKPOINT_PERIOD", "4", "DATASETS.TEST", "()",
         "DATALOADER.NUM_WORKERS", "0", "WANDB.ENABLED", "False", "OUTPUT_DIR", output_dir, *opts)

@@ -20,21 +20,17 @@ QUICK = [*SMALL_IMAGES, "SOLVER.WARMUP_ITERS", "10", "SOLVER.STEPS", "()",
          "DATASETS.TEST", "('synthetic_foggy_val',)"]
 
 
-def infer(*args):
-    """tools/infer.py on the synthetic FPN config, in a subprocess."""
-    return run_script("tools/infer.py", "--config-file", SYNTHETIC_FPN, *args, check=False)
+def infer_command(*args):
+    """tools/infer.py's command line on the synthetic FPN config, at the image size the
+    ``trained`` run trained at."""
+    return ["tools/infer.py", "--config-file", SYNTHETIC_FPN, *args, *SMALL_IMAGES]
 
 
-def infer_exit(*args):
-    """What tools/infer.py on the synthetic FPN config exits with, run in this process."""
-    return exit_of("tools/infer.py", "--config-file", SYNTHETIC_FPN, *args)
-
-
-def visualize_exit(source_only, adapted, *args):
-    """What tools/visualize.py on the synthetic DA config, comparing two checkpoints, exits
-    with, run in this process."""
-    return exit_of("tools/visualize.py", "--config-file", SYNTHETIC_DA, "--source-only",
-                   source_only, "--adapted", adapted, *args)
+def visualize_command(source_only, adapted, *args):
+    """tools/visualize.py's command line on the synthetic DA config, comparing two checkpoints,
+    at the image size the ``trained`` run trained at."""
+    return ["tools/visualize.py", "--config-file", SYNTHETIC_DA, "--source-only", source_only,
+            "--adapted", adapted, *args, *SMALL_IMAGES]
 
 
 @pytest.fixture(scope="module")
@@ -168,6 +164,9 @@ NEEDS_NO_GPU = pytest.mark.skipif(torch.cuda.is_available(), reason="this machin
 # bad config value, which train_net reports as the first case here.
 @pytest.mark.parametrize("args,message", [
     (["--config-file", SYNTHETIC_FPN, "MODEL.NO_SUCH_KEY", "1"], "MODEL.NO_SUCH_KEY"),
+    (["--config-file", SYNTHETIC_FPN, "SOLVER.MAX_ITER", "3", "--eval-only"],
+     "command-line override --eval-only: a flag among the KEY VALUE overrides (give it before "
+     "them)"),
     (["--config-file", SYNTHETIC_DA, "SOLVER.MAX_ITER", "20", "MODEL.DA.START_ITER", "20"],
      "MODEL.DA.START_ITER = 20: adaptation would start after the last step (SOLVER.MAX_ITER = "
      "20)"),
@@ -202,8 +201,9 @@ def test_infer_writes_coco_detections_and_drawn_images(trained, tmp_path):
     good = sorted(p.name for p in folder.iterdir())
     first = (folder / good[0]).read_bytes()
     (folder / "truncated.png").write_bytes(first[:len(first) // 2])  # its header reads fine
-    result = infer("--input", folder, "--output", tmp_path / "out", "--score-threshold", "0.05",
-                   "MODEL.WEIGHTS", out / "model_final.pth")
+    result = run_script(*infer_command("--input", folder, "--output", tmp_path / "out",
+                                       "--score-threshold", "0.05",
+                                       "MODEL.WEIGHTS", out / "model_final.pth"), check=False)
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"{folder / 'truncated.png'}: unreadable image" in result.stderr
     assert "images (1 skipped, named above)" in result.stdout
@@ -232,7 +232,8 @@ def test_predictor_takes_images_in_the_configs_channel_order(trained):
 
     out, _ = trained
     cfg = load_config(str(SYNTHETIC_FPN), ["MODEL.WEIGHTS", str(out / "model_final.pth"),
-                                           "INPUT.FORMAT", "RGB"])  # as the VGG16 configs
+                                           "INPUT.FORMAT", "RGB",  # as the VGG16 configs
+                                           *SMALL_IMAGES])
     predictor = Predictor(cfg)
     record = DatasetCatalog.get("synthetic_foggy_val")[0]
     with torch.no_grad():  # the evaluation's path: the test loader's mapper reads INPUT.FORMAT
@@ -256,10 +257,11 @@ def test_infer_gives_a_coco_json_splits_own_category_ids(trained, tmp_path):
     folder = tmp_path / "frames"
     folder.mkdir()
     shutil.copy(images / val["images"][0]["file_name"], folder)
-    result = infer("--input", folder, "--output", tmp_path / "out", "--score-threshold", "0.05",
-                   "MODEL.WEIGHTS", out / "model_final.pth",
-                   "DATASETS.COCO_DOMAINS", f"[['own_ids', '{tmp_path / 'val.json'}', '{images}']]",
-                   "DATASETS.TRAIN", "('own_ids',)")
+    result = run_script(*infer_command(
+        "--input", folder, "--output", tmp_path / "out", "--score-threshold", "0.05",
+        "MODEL.WEIGHTS", out / "model_final.pth",
+        "DATASETS.COCO_DOMAINS", f"[['own_ids', '{tmp_path / 'val.json'}', '{images}']]",
+        "DATASETS.TRAIN", "('own_ids',)"), check=False)
     assert result.returncode == 0, result.stderr[-3000:]
     coco = COCO(str(tmp_path / "out" / "detections.json"))
     assert [(c["id"], c["name"]) for c in coco.dataset["categories"]] == [
@@ -276,23 +278,23 @@ def test_infer_refuses_to_draw_over_its_input_or_to_run_without_weights(trained,
     folder.mkdir()
     shutil.copy(image, folder)
     weights = ["MODEL.WEIGHTS", out / "model_final.pth"]
-    assert infer_exit("--input", folder, "--output", folder / ".", *weights) == 2
+    assert exit_of(*infer_command("--input", folder, "--output", folder / ".", *weights)) == 2
     assert f"argument --output: {folder} is not empty" in capsys.readouterr().err
     a_file = tmp_path / "notes.txt"
     a_file.write_text("kept")
-    assert infer_exit("--input", folder, "--output", a_file, *weights) == 2
+    assert exit_of(*infer_command("--input", folder, "--output", a_file, *weights)) == 2
     assert "is a file, not a folder" in capsys.readouterr().err
     assert a_file.read_text() == "kept"
     assert (folder / image.name).read_bytes() == image.read_bytes()
-    assert infer_exit("--input", folder, "--output", tmp_path / "out").startswith(
+    assert exit_of(*infer_command("--input", folder, "--output", tmp_path / "out")).startswith(
         "error: MODEL.WEIGHTS is empty")
-    assert infer_exit("--input", folder, "--output", tmp_path / "out", *weights,
-                      "DATASETS.TRAIN", "()") == (
+    assert exit_of(*infer_command("--input", folder, "--output", tmp_path / "out", *weights,
+                                  "DATASETS.TRAIN", "()")) == (
         "error: DATASETS.TRAIN is empty: its first split names the classes the model detects")
     assert not (tmp_path / "out").exists()
     # an image whose header reads but whose pixels do not: nothing detected is a failure
     (folder / image.name).write_bytes(image.read_bytes()[:len(image.read_bytes()) // 2])
-    assert infer_exit("--input", folder, "--output", tmp_path / "out", *weights) == (
+    assert exit_of(*infer_command("--input", folder, "--output", tmp_path / "out", *weights)) == (
         f"error: none of the 1 images in {folder} could be decoded (named above)")
     assert not (tmp_path / "out" / "detections.json").exists()
 
@@ -300,22 +302,23 @@ def test_infer_refuses_to_draw_over_its_input_or_to_run_without_weights(trained,
 def test_visualize_writes_detection_panels_and_feature_plot(trained, tmp_path, capsys):
     out, _ = trained
     weights = out / "model_final.pth"
-    run_script("tools/visualize.py", "--config-file", SYNTHETIC_DA, "--source-only", weights,
-               "--adapted", weights, "--output", tmp_path, "--images", "2", "--features", "12",
-               "--score-threshold", "0.05")
+    run_script(*visualize_command(weights, weights, "--output", tmp_path, "--images", "2",
+                                  "--features", "12", "--score-threshold", "0.05"))
     written = {p: p.read_bytes() for p in tmp_path.iterdir()}
-    assert visualize_exit(weights, weights, "--output", tmp_path, "--images", "1") == 2
+    assert exit_of(*visualize_command(weights, weights, "--output", tmp_path,
+                                      "--images", "1")) == 2
     assert f"argument --output: {tmp_path} is not empty" in capsys.readouterr().err
     assert {p: p.read_bytes() for p in tmp_path.iterdir()} == written
-    assert visualize_exit(weights, weights, "--output", tmp_path / "x", "--features", "1") == 2
+    assert exit_of(*visualize_command(weights, weights, "--output", tmp_path / "x",
+                                      "--features", "1")) == 2
     assert capsys.readouterr().err.strip().endswith("argument --features: 1: must be at least 2")
-    assert visualize_exit(weights, weights, "--output", tmp_path / "x",
-                          "--source-split", "synthetic_clear_val").startswith(
+    assert exit_of(*visualize_command(weights, weights, "--output", tmp_path / "x",
+                                      "--source-split", "synthetic_clear_val")).startswith(
         "error: --source-split synthetic_clear_val: unknown dataset name (did you mean "
         "'synthetic_clean_val'")
     empty = tmp_path / "empty.pth"
     torch.save({"model": {}}, empty)
-    assert visualize_exit(weights, empty, "--output", tmp_path / "x").startswith(
+    assert exit_of(*visualize_command(weights, empty, "--output", tmp_path / "x")).startswith(
         f"error: {empty}: not a checkpoint of this model: it gives no weights for ")
     assert not (tmp_path / "x").exists()
     panels = sorted(tmp_path.glob("detections_*.png"))
