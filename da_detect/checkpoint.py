@@ -15,6 +15,7 @@ import torch
 from detectron2.checkpoint import DetectionCheckpointer
 
 from .atomic_file import atomic_open
+from .every_process import raised_together
 
 
 class CheckpointError(RuntimeError):
@@ -38,11 +39,21 @@ class DACheckpointer(DetectionCheckpointer):
         self.loaded, self.missing_weights = None, []  # the last checkpoint loaded, what it lacked
 
     def save(self, name, **kwargs):
-        if not self.save_dir or not self.save_to_disk:
+        """Process 0 writes ``name``.pth and tags it as the last checkpoint. Every process calls
+        this at the same point (DATrainer runs the checkpointer hook in each): where process 0
+        cannot write, every process raises the same :class:`CheckpointError` naming the file,
+        rather than leaving the others waiting in the next step for a process that has stopped.
+        """
+        if not self.save_dir:
             return
+        with raised_together(CheckpointError):
+            if self.save_to_disk:
+                self._write(name, kwargs)
+
+    def _write(self, name, extra):
         data = {"model": self.model.state_dict()}
         data.update({key: obj.state_dict() for key, obj in self.checkpointables.items()})
-        data.update(kwargs)
+        data.update(extra)
         basename = f"{name}.pth"
         path = os.path.join(self.save_dir, basename)
         self.logger.info(f"Saving checkpoint to {path}")

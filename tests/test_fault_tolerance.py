@@ -18,8 +18,8 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.utils.env import seed_all_rng
 from torch import nn
 
-from conftest import (REPO, SHORT_RUN, SYNTHETIC_DA, SYNTHETIC_FPN, metrics, run_train_net,
-                      torchrun_two_processes, untrained_weights)
+from conftest import (REPO, SHORT_RUN, SMALL_IMAGES, SYNTHETIC_DA, SYNTHETIC_FPN, metrics,
+                      run_train_net, torchrun_two_processes, untrained_weights)
 from da_detect.atomic_file import atomic_open
 from da_detect.checkpoint import CheckpointError, DACheckpointer
 from da_detect.config import load_config
@@ -210,19 +210,64 @@ def test_a_non_finite_loss_in_one_process_stops_every_process_with_its_name(tmp_
             "process_group_left": True}, rank
 
 
-def test_an_error_every_process_raises_is_one_line_from_train_net(tmp_path):
-    command = torchrun_two_processes(
-        "tools/train_net.py", "--config-file", SYNTHETIC_FPN, "MODEL.RPN.LOSS_WEIGHT", "1e309",
-        "SOLVER.MAX_ITER", "3", "SOLVER.IMS_PER_BATCH", "2",
-        # wandb (offline) on: process 0 closes its run after the error, before it reports it
-        "DATASETS.TEST", "()", "DATALOADER.NUM_WORKERS", "0", "OUTPUT_DIR", tmp_path)
+def error_line_of_two_processes(*args):
+    """Run tools/train_net.py ``args`` in two processes started by torchrun, which must fail
+    with one ``error:`` line (an error raised in every process is reported by process 0 alone);
+    returns that line."""
+    command = torchrun_two_processes("tools/train_net.py", *args)
     result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=300,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode != 0
     errors = [line for line in result.stderr.splitlines() if "error: " in line]
     assert len(errors) == 1 and result.stderr.count("error: ") == 1, result.stderr[-3000:]
-    assert errors[0].startswith("error: iteration 0: loss became non-finite: process 0: loss_rpn_")
-    assert "; process 1: loss_rpn_" in errors[0]
+    return errors[0]
+
+
+def test_an_error_every_process_raises_is_one_line_from_train_net(tmp_path):
+    error = error_line_of_two_processes(
+        "--config-file", SYNTHETIC_FPN, "MODEL.RPN.LOSS_WEIGHT", "1e309",
+        "SOLVER.MAX_ITER", "3", "SOLVER.IMS_PER_BATCH", "2",
+        # wandb (offline) on: process 0 closes its run after the error, before it reports it
+        "DATASETS.TEST", "()", "DATALOADER.NUM_WORKERS", "0", "OUTPUT_DIR", tmp_path)
+    assert error.startswith("error: iteration 0: loss became non-finite: process 0: loss_rpn_")
+    assert "; process 1: loss_rpn_" in error
+
+
+def test_a_bad_image_in_one_process_s_share_of_a_step_stops_every_process(tmp_path):
+    domain, bad = coco_split_with_bad_images(tmp_path / "coco")
+    # 5 of the 6 target images are bad and each process draws 1 a step: step 0 meets one or two
+    error = error_line_of_two_processes(
+        "--config-file", SYNTHETIC_DA, *domain, "DATASETS.TARGET_TRAIN", "('with_bad',)",
+        *SHORT_RUN, "OUTPUT_DIR", tmp_path / "train")
+    named = re.findall(r"(?:^error: |; )process (\d): (\S+): ", error)
+    assert error.startswith("error: process ") and 1 <= len(named) <= 2, error
+    assert all(path in bad for _, path in named), error
+    assert "check_dataset.py --read-images" in error
+    assert not (tmp_path / "train" / "model_final.pth").exists()
+
+
+def test_bad_images_in_the_processes_shares_of_an_evaluation_stop_every_process(tmp_path):
+    domain, bad = coco_split_with_bad_images(tmp_path / "coco")
+    error = error_line_of_two_processes(
+        "--config-file", SYNTHETIC_FPN, "--eval-only", *domain,
+        "MODEL.WEIGHTS", untrained_weights(tmp_path / "w.pth", SYNTHETIC_FPN),
+        "DATASETS.TEST", "('with_bad',)", "DATALOADER.NUM_WORKERS", "1",
+        "WANDB.ENABLED", "False", "OUTPUT_DIR", tmp_path / "eval")
+    # each process reads its half in order: images 0-2, then 3-5; the first bad of each is named
+    assert error.startswith(f"error: process 0: {bad[0]}: unreadable image "
+                            f"(UnidentifiedImageError: "), error
+    assert f"; process 1: {bad[2]}: " in error
+
+
+def test_a_checkpoint_process_0_cannot_write_stops_every_process(tmp_path):
+    (tmp_path / "model_0000001.pth").mkdir()  # in the way of the second checkpoint
+    error = error_line_of_two_processes(
+        "--config-file", SYNTHETIC_FPN, *SMALL_IMAGES, "SOLVER.MAX_ITER", "3",
+        "SOLVER.IMS_PER_BATCH", "2", "SOLVER.CHECKPOINT_PERIOD", "1", "DATASETS.TEST", "()",
+        "DATALOADER.NUM_WORKERS", "0", "WANDB.ENABLED", "False", "OUTPUT_DIR", tmp_path)
+    assert error == (f"error: process 0: {tmp_path}/model_0000001.pth: could not be written "
+                     f"(Is a directory); the checkpoints saved before it are intact")
+    assert (tmp_path / "last_checkpoint").read_text() == "model_0000000.pth"
 
 
 def test_detectron2s_own_divergence_check_gives_one_error_line(tmp_path):

@@ -5,11 +5,18 @@ from functools import partial
 
 from detectron2.data import DatasetMapper, build_detection_test_loader
 
-from .problems import check_images, check_same_classes, map_or_bad_image
+from ..every_process import raised_together
+from .problems import DatasetError, check_images, check_same_classes, map_or_bad_image
 
 
 class ImageCheckingLoader:
-    """Iterates over ``loader``'s batches, each through :func:`check_images`; has its length."""
+    """Iterates over ``loader``'s batches, each through :func:`check_images`; has its length.
+
+    With several processes, each evaluating its own share of the split: a process that meets an
+    image it cannot use stops, the others go on to the end of their shares (of other lengths, so
+    no step is common to all), and there every process raises one :class:`DatasetError` naming
+    each such image and whose share it was.
+    """
 
     def __init__(self, loader):
         self.loader = loader
@@ -18,8 +25,9 @@ class ImageCheckingLoader:
         return len(self.loader)
 
     def __iter__(self):
-        for batch in self.loader:
-            yield check_images(batch)
+        with raised_together(DatasetError):
+            for batch in self.loader:
+                yield check_images(batch)
 
 
 def build_test_loader(cfg, dataset_name):

@@ -14,6 +14,7 @@ from detectron2.data.build import (
 from detectron2.data.common import DatasetFromList
 from detectron2.utils import comm
 
+from ..every_process import raised_together
 from ..modeling.meta_arch import SOURCE, TARGET
 from .albumentations_augmentation import build_albumentations
 from .problems import DatasetError, check_images, check_same_classes, map_or_bad_image
@@ -54,7 +55,8 @@ class TrainLoader:
     which the model trains on source images alone, read no target image. Each loader's batch k
     goes to step k, whatever step its first batch is.
 
-    A step with an image that cannot be used raises :class:`DatasetError` naming it. Its state
+    A step with an image that cannot be used, in any process's share of it, raises one
+    :class:`DatasetError` naming it in every process (:func:`checked_in_every_process`). Its state
     (the data seed) is checkpointed; :meth:`start_at` makes the next iteration begin at a given
     step.
     """
@@ -70,9 +72,9 @@ class TrainLoader:
         source_batches = iter(source)
         # zip() starts the target loaders (and their workers) only once these steps are done
         for _ in range(source.batch_sampler.start, self.target_from):
-            yield check_images(next(source_batches))
+            yield checked_in_every_process(next(source_batches))
         for batches in zip(source_batches, *targets):
-            yield check_images([x for batch in batches for x in batch])
+            yield checked_in_every_process([x for batch in batches for x in batch])
 
     def start_at(self, step):
         source, *targets = self.loaders
@@ -87,6 +89,16 @@ class TrainLoader:
         self.seed = state["seed"]
         for offset, loader in enumerate(self.loaders):
             loader.batch_sampler.seed = self.seed + offset
+
+
+def checked_in_every_process(batch):
+    """``batch``, this process's share of a step, through :func:`check_images` in every process
+    at once: an image that cannot be used in any share raises the same :class:`DatasetError` in
+    each, naming it and whose share it was, rather than leaving the others waiting in the step's
+    gradient exchange for a process that has stopped."""
+    with raised_together(DatasetError):
+        check_images(batch)
+    return batch
 
 
 def unlabeled(dataset_dicts):

@@ -199,7 +199,15 @@ class DATrainer(DefaultTrainer):
         if averaging.ENABLED:
             # Before detectron2's checkpointer: the last step's checkpoint holds the mean.
             ours.append(WeightAveraging(averaging.START_ITER, averaging.PERIOD))
-        return ours + super().build_hooks()
+        theirs = super().build_hooks()
+        if not comm.is_main_process():
+            # detectron2 runs the checkpointer hook in process 0 alone. In every process, its
+            # saves are where each learns whether process 0 could write (DACheckpointer.save).
+            evaluation = next(i for i, hook in enumerate(theirs)
+                              if isinstance(hook, hooks.EvalHook))
+            theirs.insert(evaluation, hooks.PeriodicCheckpointer(
+                self.checkpointer, self.cfg.SOLVER.CHECKPOINT_PERIOD))
+        return ours + theirs
 
 
 # bad input met in training (an unusable image, a checkpoint that cannot be written) and a
