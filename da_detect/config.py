@@ -20,7 +20,8 @@ from detectron2.data import DatasetCatalog
 
 from .data.albumentations_augmentation import build_albumentations
 from .data.custom import register_from_config
-from .data.problems import DatasetError, thing_classes
+from .data.classes import thing_classes
+from .data.problems import DatasetError
 
 GRL_SCHEDULES = ("constant", "dann")
 AP_METHODS = ("coco", "voc07")

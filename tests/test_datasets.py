@@ -18,7 +18,8 @@ from conftest import REPO, SYNTHETIC_FPN
 from da_detect.config import ConfigError, load_config
 from da_detect.data import cityscapes, custom, kitti, voc
 from da_detect.data.builtin import register_cityscapes, register_kitti, register_sim10k
-from da_detect.data.problems import DatasetError, readable_images
+from da_detect.data.images import readable_images
+from da_detect.data.problems import DatasetError
 from da_detect.data.registry import load_with_problems
 from da_detect.data.train_loader import build_train_loader
 

@@ -23,7 +23,8 @@ from conftest import (REPO, SHORT_RUN, SMALL_IMAGES, SYNTHETIC_DA, SYNTHETIC_FPN
 from da_detect.atomic_file import atomic_open
 from da_detect.checkpoint import CheckpointError, DACheckpointer
 from da_detect.config import load_config
-from da_detect.data.problems import DatasetError, check_same_classes
+from da_detect.data.classes import check_same_classes
+from da_detect.data.problems import DatasetError
 from da_detect.engine import DATrainer
 from da_detect.engine.finite_loss import NonFiniteLossError
 

@@ -17,7 +17,8 @@ import sys
 
 import da_detect  # noqa: F401
 from da_detect.config import ConfigError, did_you_mean, load_config
-from da_detect.data.problems import DatasetError, Problems, readable_images
+from da_detect.data.images import readable_images
+from da_detect.data.problems import DatasetError, Problems
 from da_detect.data.registry import load_with_problems, registered_here
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from tabulate import tabulate

@@ -20,7 +20,8 @@ from da_detect.atomic_file import atomic_open
 from da_detect.checkpoint import CheckpointError
 from da_detect.config import ConfigError, detected_classes, load_config
 from da_detect.data.custom import load_image_folder
-from da_detect.data.problems import DatasetError, readable_images
+from da_detect.data.images import readable_images
+from da_detect.data.problems import DatasetError
 from da_detect.engine.predictor import Predictor
 from da_detect.visualization import draw_detections, to_rgb
 from detectron2.data import MetadataCatalog

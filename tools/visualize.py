@@ -20,7 +20,8 @@ import da_detect  # noqa: F401  (detectron2 compatibility, registrations; before
 from da_detect.argument_types import at_least, new_output_folder
 from da_detect.checkpoint import CheckpointError
 from da_detect.config import ConfigError, detected_classes, did_you_mean, load_config
-from da_detect.data.problems import DatasetError, Problems, readable_images
+from da_detect.data.images import readable_images
+from da_detect.data.problems import DatasetError, Problems
 from da_detect.engine.predictor import Predictor
 from da_detect.visualization import (
     draw_detections,

@@ -14,7 +14,8 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_coco_json
 
 from . import voc
-from .problems import IMAGE_SUFFIXES, DatasetError, Problems, image_files, image_size, require_dir
+from .images import IMAGE_SUFFIXES, image_files, image_size
+from .problems import DatasetError, Problems, require_dir
 from .registry import forget_dataset, register_detection_dataset
 
 _CONFIG_DOMAINS = set()  # names registered from a config's *_DOMAINS keys, free to re-register

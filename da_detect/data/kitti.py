@@ -12,7 +12,8 @@ from pathlib import Path
 from detectron2.structures import BoxMode
 from tqdm import tqdm
 
-from .problems import DatasetError, Problems, box_problem, image_size, require_dir
+from .images import image_size
+from .problems import DatasetError, Problems, box_problem, require_dir
 
 CLASSES = ("car",)
 TYPES = ("Car", "Van", "Truck", "Pedestrian", "Person_sitting", "Cyclist", "Tram", "Misc",

@@ -6,7 +6,9 @@ from functools import partial
 from detectron2.data import DatasetMapper, build_detection_test_loader
 
 from ..every_process import raised_together
-from .problems import DatasetError, check_images, check_same_classes, map_or_bad_image
+from .classes import check_same_classes
+from .images import check_images, map_or_bad_image
+from .problems import DatasetError
 
 
 class ImageCheckingLoader:

@@ -17,7 +17,9 @@ from detectron2.utils import comm
 from ..every_process import raised_together
 from ..modeling.meta_arch import SOURCE, TARGET
 from .albumentations_augmentation import build_albumentations
-from .problems import DatasetError, check_images, check_same_classes, map_or_bad_image
+from .classes import check_same_classes
+from .images import check_images, map_or_bad_image
+from .problems import DatasetError
 from .resumable_sampler import ResumableBatchSampler
 
 logger = logging.getLogger(__name__)

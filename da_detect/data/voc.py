@@ -13,8 +13,8 @@ from pathlib import Path
 from detectron2.structures import BoxMode
 from tqdm import tqdm
 
-from .problems import (IMAGE_SUFFIXES, DatasetError, Problems, box_problem, image_files,
-                       image_size, image_size_problem, require_dir)
+from .images import IMAGE_SUFFIXES, image_files, image_size
+from .problems import DatasetError, Problems, box_problem, image_size_problem, require_dir
 
 SIM10K_CLASSES = ("car", "motorbike", "person")
 

@@ -1,0 +1,33 @@
+"""The class lists of registered splits, and the check that the splits a model trains and is
+evaluated on share its classes."""
+from detectron2.data import DatasetCatalog, MetadataCatalog
+
+from .problems import DatasetError
+
+
+def thing_classes(name):
+    """The class list of the registered split ``name``, None for an unlabeled one. (A COCO-JSON
+    split's are known once it is loaded: it is loaded here if they are not.)"""
+    metadata = MetadataCatalog.get(name)
+    if metadata.get("thing_classes") is None and metadata.get("json_file"):
+        DatasetCatalog.get(name)
+    return metadata.get("thing_classes")
+
+
+def check_same_classes(cfg, names):
+    """Every labeled split of ``names`` must name the classes of DATASETS.TRAIN[0], the ones the
+    model learns, in the same order, and the model must have as many
+    (MODEL.ROI_HEADS.NUM_CLASSES); a :class:`DatasetError` naming both otherwise."""
+    reference_name = cfg.DATASETS.TRAIN[0]
+    reference = thing_classes(reference_name)
+    num_classes = cfg.MODEL.ROI_HEADS.NUM_CLASSES
+    if reference is not None and len(reference) != num_classes:
+        raise DatasetError(f"MODEL.ROI_HEADS.NUM_CLASSES = {num_classes}, but {reference_name!r} "
+                           f"has {len(reference)} classes {list(reference)}: set it to "
+                           f"{len(reference)}")
+    for name in names:
+        classes = thing_classes(name)
+        if classes is not None and reference is not None and list(classes) != list(reference):
+            raise DatasetError(f"dataset {name!r} has classes {list(classes)}, but "
+                               f"{reference_name!r} has {list(reference)}: the splits a model "
+                               f"trains and is evaluated on must share one class list")
