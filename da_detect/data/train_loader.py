@@ -16,6 +16,7 @@ from detectron2.utils import comm
 
 from ..every_process import raised_together
 from ..modeling.meta_arch import SOURCE, TARGET
+from ..random_generators import random_states_kept
 from .albumentations_augmentation import build_albumentations
 from .classes import check_same_classes
 from .images import check_images, map_or_bad_image
@@ -27,8 +28,9 @@ logger = logging.getLogger(__name__)
 
 class SeededMapDataset(torch.utils.data.Dataset):
     """Maps ``(index, sample seed)`` to ``mapper(dataset[index])`` with numpy's and Python's
-    random generators seeded by the sample seed (their state is restored afterwards); an image
-    that cannot be used maps to a :class:`BadImage`."""
+    random generators, which detectron2's and albumentations' augmentations draw from, seeded by
+    the sample seed (the global generators are put back afterwards); an image that cannot be
+    used maps to a :class:`BadImage`."""
 
     def __init__(self, dataset_dicts, mapper):
         self.dataset = DatasetFromList(dataset_dicts, copy=False)
@@ -39,15 +41,11 @@ class SeededMapDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index_and_seed):
         index, seed = index_and_seed
-        numpy_state, python_state = np.random.get_state(), random.getstate()
         sample_seed = int(np.random.SeedSequence(seed).generate_state(1)[0])
-        np.random.seed(sample_seed)
-        random.seed(sample_seed)
-        try:
+        with random_states_kept():
+            np.random.seed(sample_seed)
+            random.seed(sample_seed)
             return map_or_bad_image(self.mapper, self.dataset[index])
-        finally:
-            np.random.set_state(numpy_state)
-            random.setstate(python_state)
 
 
 class TrainLoader:

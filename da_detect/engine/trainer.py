@@ -18,9 +18,10 @@ from ..data.train_loader import build_train_loader
 from ..evaluation import COCOAP50Evaluator, VOC07AP50Evaluator
 from ..evaluation.comparison import comparison_table
 from ..every_process import raise_for_problems, raised_together
+from ..random_generators import random_states_kept
 from .finite_loss import (FiniteLossAMPTrainer, FiniteLossCPUAMPTrainer, FiniteLossTrainer,
                           NonFiniteLossError)
-from .training_state import TrainingState, random_states_kept
+from .training_state import TrainingState
 from .unwrap import unwrap_model
 from .wandb_writer import WandbWriter
 from .weight_averaging import WeightAveraging
