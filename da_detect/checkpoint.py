@@ -30,7 +30,9 @@ class DACheckpointer(DetectionCheckpointer):
       ``last_checkpoint`` likewise, so a kill during a save never leaves a truncated file under a
       checkpoint's name nor a ``last_checkpoint`` naming one: ``--resume`` finds the last complete
       checkpoint;
-    * safe loading (see the module docstring); ``allow_unsafe_pickle`` opts out.
+    * safe loading (see the module docstring); ``allow_unsafe_pickle`` opts out;
+    * with several processes, ``save`` is called by every process at the same point (process 0
+      writes): where process 0 cannot write, every process raises the :class:`CheckpointError`.
     """
 
     def __init__(self, model, save_dir="", *, allow_unsafe_pickle=False, **kwargs):

@@ -236,39 +236,57 @@ def test_an_error_every_process_raises_is_one_line_from_train_net(tmp_path):
 
 def test_a_bad_image_in_one_process_s_share_of_a_step_stops_every_process(tmp_path):
     domain, bad = coco_split_with_bad_images(tmp_path / "coco")
-    # 5 of the 6 target images are bad and each process draws 1 a step: step 0 meets one or two
+    # each process draws 1 target image a step; at step 0 (SEED 1) process 0 draws the good
+    # image 0 and process 1 the truncated image 3
     error = error_line_of_two_processes(
         "--config-file", SYNTHETIC_DA, *domain, "DATASETS.TARGET_TRAIN", "('with_bad',)",
         *SHORT_RUN, "OUTPUT_DIR", tmp_path / "train")
-    named = re.findall(r"(?:^error: |; )process (\d): (\S+): ", error)
-    assert error.startswith("error: process ") and 1 <= len(named) <= 2, error
-    assert all(path in bad for _, path in named), error
-    assert "check_dataset.py --read-images" in error
+    assert error.startswith(f"error: process 1: {bad[2]}: unreadable image ("), error
+    assert "process 0" not in error and "check_dataset.py --read-images" in error
     assert not (tmp_path / "train" / "model_final.pth").exists()
 
 
-def test_bad_images_in_the_processes_shares_of_an_evaluation_stop_every_process(tmp_path):
-    domain, bad = coco_split_with_bad_images(tmp_path / "coco")
+def test_a_bad_image_in_one_process_s_part_of_an_evaluation_stops_every_process(tmp_path):
+    # process 0 evaluates the first half, with the empty file second; process 1 good images only
+    domain, bad = coco_split_with_bad_images(tmp_path / "coco", order=(0, 1, 0, 0, 0, 0))
     error = error_line_of_two_processes(
         "--config-file", SYNTHETIC_FPN, "--eval-only", *domain,
         "MODEL.WEIGHTS", untrained_weights(tmp_path / "w.pth", SYNTHETIC_FPN),
         "DATASETS.TEST", "('with_bad',)", "DATALOADER.NUM_WORKERS", "1",
         "WANDB.ENABLED", "False", "OUTPUT_DIR", tmp_path / "eval")
-    # each process reads its half in order: images 0-2, then 3-5; the first bad of each is named
     assert error.startswith(f"error: process 0: {bad[0]}: unreadable image "
                             f"(UnidentifiedImageError: "), error
-    assert f"; process 1: {bad[2]}: " in error
+    assert "process 1" not in error
+    assert not (tmp_path / "eval" / "results.json").exists()
 
 
 def test_a_checkpoint_process_0_cannot_write_stops_every_process(tmp_path):
     (tmp_path / "model_0000001.pth").mkdir()  # in the way of the second checkpoint
     error = error_line_of_two_processes(
         "--config-file", SYNTHETIC_FPN, *SMALL_IMAGES, "SOLVER.MAX_ITER", "3",
-        "SOLVER.IMS_PER_BATCH", "2", "SOLVER.CHECKPOINT_PERIOD", "1", "DATASETS.TEST", "()",
+        "SOLVER.IMS_PER_BATCH", "2", "SOLVER.CHECKPOINT_PERIOD", "1",
+        # step 0 is checkpointed, then evaluated, by every process in the same order
+        "DATASETS.TEST", "('synthetic_clean_val',)", "TEST.EVAL_PERIOD", "1",
         "DATALOADER.NUM_WORKERS", "0", "WANDB.ENABLED", "False", "OUTPUT_DIR", tmp_path)
     assert error == (f"error: process 0: {tmp_path}/model_0000001.pth: could not be written "
                      f"(Is a directory); the checkpoints saved before it are intact")
     assert (tmp_path / "last_checkpoint").read_text() == "model_0000000.pth"
+    assert list(json.loads((tmp_path / "results.json").read_text())) == ["synthetic_clean_val"]
+
+
+def test_a_run_whose_last_step_fails_stops_without_its_final_evaluation(tmp_path):
+    """detectron2 v0.6 runs the final evaluation after a failed last step too."""
+    domain, bad = coco_split_with_bad_images(tmp_path / "coco")  # an evaluation would stop at 1
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "model_final.pth").mkdir()  # in the way of the last step's checkpoint
+    result = run_train_net("--config-file", SYNTHETIC_FPN, *domain, *SMALL_IMAGES,
+                           "SOLVER.MAX_ITER", "2", "DATASETS.TEST", "('with_bad',)",
+                           "DATALOADER.NUM_WORKERS", "0", "WANDB.ENABLED", "False",
+                           "OUTPUT_DIR", tmp_path / "out", check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stdout + result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: {tmp_path}/out/model_final.pth: could not be written (Is a directory); the "
+        f"checkpoints saved before it are intact")
 
 
 def test_detectron2s_own_divergence_check_gives_one_error_line(tmp_path):
@@ -395,17 +413,17 @@ def test_bad_training_data_gives_one_error_line_before_training(tmp_path, opts, 
 
 
 
-def coco_split_with_bad_images(root, classes=("car", "person", "bus")):
-    """A COCO-JSON split (COCO splits open no image when registered) of 6 images: one good, then
-    an empty, a corrupt, a truncated and a missing file, and a good image its annotation gives
-    the wrong size. Returns the config options that register it as 'with_bad', and the bad
-    files."""
+def coco_split_with_bad_images(root, classes=("car", "person", "bus"), order=range(6)):
+    """A COCO-JSON split (COCO splits open no image when registered) of 6 images, numbered 0-5:
+    one good, then an empty, a corrupt, a truncated and a missing file, and a good image its
+    annotation gives the wrong size; or of the images ``order`` numbers, in its order. Returns
+    the config options that register it as 'with_bad', and the bad files (1-5)."""
     from PIL import Image
 
     images = root / "images"
     images.mkdir(parents=True)
-    records = [{"id": i, "file_name": f"{i}.jpg", "height": 64, "width": 80} for i in range(6)]
-    records[5]["width"] = 100
+    records = [{"id": k, "file_name": f"{i}.jpg", "height": 64, "width": 100 if i == 5 else 80}
+               for k, i in enumerate(order)]
     Image.new("RGB", (80, 64), (90, 120, 30)).save(images / "0.jpg")
     good = (images / "0.jpg").read_bytes()
     (images / "1.jpg").write_bytes(b"")
@@ -415,7 +433,7 @@ def coco_split_with_bad_images(root, classes=("car", "person", "bus")):
     (root / "split.json").write_text(json.dumps({
         "images": records,
         "annotations": [{"id": i, "image_id": i, "category_id": 1, "bbox": [10, 10, 20, 20],
-                         "area": 400, "iscrowd": 0} for i in range(6)],
+                         "area": 400, "iscrowd": 0} for i in range(len(records))],
         "categories": [{"id": k + 1, "name": name} for k, name in enumerate(classes)]}))
     options = ["DATASETS.COCO_DOMAINS", f"[['with_bad', '{root}/split.json', '{images}']]"]
     return options, [str(images / f"{i}.jpg") for i in range(1, 6)]

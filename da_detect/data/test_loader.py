@@ -4,6 +4,7 @@ or not its annotation's size), or a split whose classes are not the model's, rep
 from functools import partial
 
 from detectron2.data import DatasetMapper, build_detection_test_loader
+from detectron2.utils import comm
 
 from ..every_process import raised_together
 from .classes import check_same_classes
@@ -14,10 +15,10 @@ from .problems import DatasetError
 class ImageCheckingLoader:
     """Iterates over ``loader``'s batches, each through :func:`check_images`; has its length.
 
-    With several processes, each evaluating its own share of the split: a process that meets an
-    image it cannot use stops, the others go on to the end of their shares (of other lengths, so
-    no step is common to all), and there every process raises one :class:`DatasetError` naming
-    each such image and whose share it was.
+    With several processes, each evaluating its own part of the split, the processes check their
+    k-th batches together (a process whose part is shorter joins the last checks with none), so
+    an image that cannot be used stops every process at that batch with one
+    :class:`DatasetError` naming it and whose part it was.
     """
 
     def __init__(self, loader):
@@ -27,9 +28,14 @@ class ImageCheckingLoader:
         return len(self.loader)
 
     def __iter__(self):
-        with raised_together(DatasetError):
-            for batch in self.loader:
-                yield check_images(batch)
+        batches = iter(self.loader)
+        for _ in range(max(comm.all_gather(len(self.loader)))):
+            batch = next(batches, None)
+            with raised_together(DatasetError):
+                if batch is not None:
+                    check_images(batch)
+            if batch is not None:
+                yield batch
 
 
 def build_test_loader(cfg, dataset_name):

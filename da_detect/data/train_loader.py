@@ -27,10 +27,10 @@ logger = logging.getLogger(__name__)
 
 
 class SeededMapDataset(torch.utils.data.Dataset):
-    """Maps ``(index, sample seed)`` to ``mapper(dataset[index])`` with numpy's and Python's
-    random generators, which detectron2's and albumentations' augmentations draw from, seeded by
-    the sample seed (the global generators are put back afterwards); an image that cannot be
-    used maps to a :class:`BadImage`."""
+    """Maps ``(index, sample seed)`` to ``mapper(dataset[index])`` with the global random
+    generators (numpy's and Python's, which detectron2's and albumentations' augmentations draw
+    from, and torch's on the CPU) seeded by the sample seed and put back afterwards; an image
+    that cannot be used maps to a :class:`BadImage`."""
 
     def __init__(self, dataset_dicts, mapper):
         self.dataset = DatasetFromList(dataset_dicts, copy=False)
@@ -45,6 +45,7 @@ class SeededMapDataset(torch.utils.data.Dataset):
         with random_states_kept():
             np.random.seed(sample_seed)
             random.seed(sample_seed)
+            torch.default_generator.manual_seed(sample_seed)
             return map_or_bad_image(self.mapper, self.dataset[index])
 
 
@@ -95,7 +96,9 @@ def checked_in_every_process(batch):
     """``batch``, this process's share of a step, through :func:`check_images` in every process
     at once: an image that cannot be used in any share raises the same :class:`DatasetError` in
     each, naming it and whose share it was, rather than leaving the others waiting in the step's
-    gradient exchange for a process that has stopped."""
+    gradient exchange for a process that has stopped. (So, with several processes, the time a
+    step waits for its data, detectron2's ``data_time``, also counts the wait for the slowest
+    process to reach the step: the wait the gradient exchange would otherwise count.)"""
     with raised_together(DatasetError):
         check_images(batch)
     return batch

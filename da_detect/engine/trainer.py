@@ -124,6 +124,18 @@ class DATrainer(DefaultTrainer):
         finally:
             loop_logger.removeFilter(not_an_error_reported_by_train_net)
 
+    def after_train(self):
+        """detectron2's, except that after a step that failed, the last one included, the final
+        evaluation does not run (detectron2 v0.6's EvalHook runs it when the last step fails):
+        the error is reported at once, and no results are written for a model that did not
+        finish training."""
+        if self.iter >= self.max_iter:  # the loop finished: TrainerBase.train counts one past
+            return super().after_train()
+        self.storage.iter = self.iter
+        for hook in self._hooks:
+            if not isinstance(hook, hooks.EvalHook):
+                hook.after_train()
+
     def state_dict(self):
         """detectron2 v0.6's DefaultTrainer leaves out the optimizer (momentum, current learning
         rate) and AMP's grad scaler; they are saved here."""
