@@ -49,6 +49,9 @@ class DATrainer(DefaultTrainer):
       and random draws (bit for bit on CPU).
     * A NaN or infinite loss stops training before the weights take it
       (:class:`NonFiniteLossError`).
+    * With several processes, an error that one process meets (a non-finite loss, an image that
+      cannot be used, a checkpoint process 0 cannot write) stops every process at that step, with
+      the same error naming whose it was.
     * With ``SOLVER.WEIGHT_AVERAGING.ENABLED`` the final model is the mean of the weights over
       the last steps (:class:`WeightAveraging`).
     * With ``SOLVER.AMP.ENABLED``: detectron2's AMPTrainer (float16) on a GPU,
