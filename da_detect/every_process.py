@@ -3,7 +3,8 @@
 With several processes, an error that only some of them hit leaves the others waiting in their
 next collective until torchrun stops them (on other machines, failing with a gloo "connection
 closed" traceback). Gathering each process's problem at a point every process reaches lets all
-of them raise the same error, naming whose problem it was; process 0 alone need report it.
+of them raise the same error, naming whose problem it was where not every process had the same;
+process 0 alone need report it.
 """
 import contextlib
 
@@ -13,15 +14,20 @@ from detectron2.utils import comm
 def raise_for_problems(problem, error_type, describe="{}".format):
     """Gather ``problem`` (a message, or None) from every process; every process must call this
     at the same point. Where any has one, raise ``error_type(describe(problems))`` in every
-    process, ``problems`` being the messages joined by "; ", each after "process r: " where there
-    are several processes. The error's ``raised_in_every_process`` is True."""
+    process, ``problems`` being the message that every process has, where they all have the same
+    one, else each process's message after "process r: ", joined by "; ". The error's
+    ``raised_in_every_process`` is True."""
     problems = comm.all_gather(problem)
-    named = [p if len(problems) == 1 else f"process {rank}: {p}"
-             for rank, p in enumerate(problems) if p is not None]
-    if named:
-        error = error_type(describe("; ".join(named)))
-        error.raised_in_every_process = True
-        raise error
+    if all(p is None for p in problems):
+        return
+    if len(set(problems)) == 1:
+        message = problems[0]
+    else:
+        message = "; ".join(f"process {rank}: {p}" for rank, p in enumerate(problems)
+                            if p is not None)
+    error = error_type(describe(message))
+    error.raised_in_every_process = True
+    raise error
 
 
 @contextlib.contextmanager

@@ -93,6 +93,19 @@ def torchrun_two_processes(script, *args):
             *map(str, args)]
 
 
+def error_line_of_two_processes(script, *args):
+    """Run the repository's ``script`` with ``args`` in two processes started by torchrun, which
+    must fail with one ``error:`` line (an error raised in every process is reported by process 0
+    alone); returns that line."""
+    result = subprocess.run(torchrun_two_processes(script, *args), capture_output=True,
+                            text=True, cwd=REPO, timeout=300,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if "error: " in line]
+    assert len(errors) == 1 and result.stderr.count("error: ") == 1, result.stderr[-3000:]
+    return errors[0]
+
+
 def wandb_records(path):
     """The Record protobufs of a .wandb file: a 7-byte header (":W&B", magic, version), then a
     LevelDB-style log of 32 KiB blocks holding chunks with a 7-byte header (crc32, length, type:

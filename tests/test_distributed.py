@@ -1,14 +1,16 @@
 """Two CPU processes started by torchrun train together (gloo): synchronized, checkpoints written
-once, and a resumed run goes on as the uninterrupted one."""
-import json
+once, and a resumed run goes on as the uninterrupted one; a file that one machine lacks stops
+both."""
 import os
 import shutil
 import subprocess
 
+import pytest
 import torch
+from PIL import Image
 
-from conftest import (REPO, SMALL_IMAGES, SYNTHETIC_DA, torchrun_two_processes,
-                      untrained_weights)
+from conftest import (REPO, SMALL_IMAGES, SYNTHETIC_DA, error_line_of_two_processes,
+                      torchrun_two_processes, untrained_weights)
 
 
 def torchrun(output_dir, *opts):
@@ -48,22 +50,55 @@ def test_torchrun_two_cpu_processes(tmp_path):
         assert torch.equal(value, saved[key]), key
 
 
-def test_processes_that_would_not_load_the_same_checkpoint_stop_together(tmp_path):
-    """Machines that share no storage: a --resume that would start the processes from different
-    checkpoints, or weights that one process lacks, stop every process before training."""
-    for rank in (0, 1):
-        (tmp_path / f"process{rank}").mkdir()
-    (tmp_path / "process0" / "last_checkpoint").write_text("model_0000003.pth")
-    untrained_weights(tmp_path / "process1" / "ONLY_1.pth", SYNTHETIC_DA)
-    command = torchrun_two_processes("tests/separate_folders_worker.py", tmp_path, SYNTHETIC_DA,
-                                     "DATALOADER.NUM_WORKERS", "0", "WANDB.ENABLED", "False")
-    result = subprocess.run(command, capture_output=True, text=True, cwd=REPO,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
-    assert result.returncode == 0, result.stderr[-4000:]
-    for rank in (0, 1):
-        assert json.loads((tmp_path / f"process{rank}" / "outcome.json").read_text()) == {
-            "resume=True": "the processes would not start from the same checkpoint: process 0: "
-                           "loads ./model_0000003.pth (from its OUTPUT_DIR); process 1: loads "
-                           "ONLY_1.pth (MODEL.WEIGHTS); --resume needs OUTPUT_DIR . to be one "
-                           "folder that every machine shares",
-            "resume=False": "process 0: ONLY_1.pth: no such checkpoint file"}, rank
+def separate_folders(root):
+    """root/process0 and root/process1: the folders of two processes, as on two machines that
+    share no storage (tests/separate_folders_train_net.py)."""
+    folders = root / "process0", root / "process1"
+    for folder in folders:
+        folder.mkdir()
+    return folders
+
+
+def error_line_in_separate_folders(root, *args):
+    """train_net.py on SYNTHETIC_DA with ``args`` (flags first), OUTPUT_DIR ".", in two processes
+    each in its folder under ``root``: the one error line they stop with."""
+    return error_line_of_two_processes(
+        "tests/separate_folders_train_net.py", root, "--config-file", SYNTHETIC_DA, *args,
+        "OUTPUT_DIR", ".", "DATALOADER.NUM_WORKERS", "0", "WANDB.ENABLED", "False")
+
+
+def test_processes_that_would_not_resume_from_the_same_checkpoint_stop_together(tmp_path):
+    process0, process1 = separate_folders(tmp_path)
+    (process0 / "last_checkpoint").write_text("model_0000003.pth")
+    untrained_weights(process1 / "ONLY_1.pth", SYNTHETIC_DA)
+    assert error_line_in_separate_folders(
+        tmp_path, "--resume", "MODEL.WEIGHTS", "ONLY_1.pth") == (
+        "error: the processes would not start from the same checkpoint: process 0: loads "
+        "./model_0000003.pth (from its OUTPUT_DIR); process 1: loads ONLY_1.pth "
+        "(MODEL.WEIGHTS); --resume needs OUTPUT_DIR . to be one folder that every machine shares")
+
+
+@pytest.mark.parametrize("flags", [(), ("--eval-only",)])
+def test_weights_that_one_machine_lacks_stop_every_process(tmp_path, flags):
+    _, process1 = separate_folders(tmp_path)
+    untrained_weights(process1 / "ONLY_1.pth", SYNTHETIC_DA)
+    assert error_line_in_separate_folders(tmp_path, *flags, "MODEL.WEIGHTS", "ONLY_1.pth") == (
+        "error: process 0: ONLY_1.pth: no such checkpoint file")
+
+
+def test_data_that_one_machine_lacks_stops_every_process(tmp_path):
+    """A COCO-JSON file, which the config's loading reads, and an image folder, which the
+    training data's building reads."""
+    _, process1 = separate_folders(tmp_path)
+    (process1 / "frames").mkdir()
+    for i in range(2):
+        Image.new("RGB", (80, 64)).save(process1 / "frames" / f"{i}.png")
+    (process1 / "mine.json").write_text("{}")
+    assert error_line_in_separate_folders(
+        tmp_path, "DATASETS.COCO_DOMAINS", "[['mine', 'mine.json', 'frames']]") == (
+        "error: process 0: DATASETS.COCO_DOMAINS 'mine': no such file mine.json")
+    assert error_line_in_separate_folders(
+        tmp_path, "DATASETS.IMAGE_FOLDER_DOMAINS", "[['frames', 'frames']]",
+        "DATASETS.TARGET_TRAIN", "('frames',)") == (
+        "error: process 0: DATASETS.IMAGE_FOLDER_DOMAINS 'frames': expected the folder frames, "
+        "which does not exist")

@@ -32,13 +32,14 @@ from detectron2.utils.logger import setup_logger
 
 
 def setup(args):
-    cfg = load_config(args.config_file, args.opts)
-    cfg.freeze()
-    try:
-        os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
-    except OSError as e:  # a file in the way
-        raise ConfigError(f"OUTPUT_DIR {cfg.OUTPUT_DIR}: cannot be made a folder ({e.strerror}: "
-                          f"{e.filename})") from e
+    with raised_together(ConfigError):  # a file that one machine lacks stops every process
+        cfg = load_config(args.config_file, args.opts)
+        cfg.freeze()
+        try:
+            os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
+        except OSError as e:  # a file in the way
+            raise ConfigError(f"OUTPUT_DIR {cfg.OUTPUT_DIR}: cannot be made a folder "
+                              f"({e.strerror}: {e.filename})") from e
     earlier = sorted(path for pattern in ("last_checkpoint", "model_*.pth")
                      for path in glob.glob(os.path.join(glob.escape(cfg.OUTPUT_DIR), pattern))
                      if os.path.isfile(path))
@@ -70,11 +71,13 @@ def main(args):
             model = DATrainer.build_model(cfg)
             checkpointer = DACheckpointer(model, save_dir=cfg.OUTPUT_DIR,
                                           allow_unsafe_pickle=cfg.MODEL.ALLOW_UNSAFE_PICKLE)
-            if not cfg.MODEL.WEIGHTS and not (args.resume and checkpointer.has_checkpoint()):
-                raise CheckpointError("--eval-only: MODEL.WEIGHTS is empty (and no checkpoint "
-                                      "in OUTPUT_DIR to --resume from): nothing to evaluate")
-            checkpointer.resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
-            checkpointer.require_inference_weights()
+            with raised_together(CheckpointError):
+                if not cfg.MODEL.WEIGHTS and not (args.resume and checkpointer.has_checkpoint()):
+                    raise CheckpointError("--eval-only: MODEL.WEIGHTS is empty (and no "
+                                          "checkpoint in OUTPUT_DIR to --resume from): nothing "
+                                          "to evaluate")
+                checkpointer.resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+                checkpointer.require_inference_weights()
             if comm.is_main_process():
                 keep_earlier_predictions(cfg)
             return DATrainer.test(cfg, model)

@@ -156,6 +156,8 @@ def build_train_loader(cfg):
     over all processes) and, when DATASETS.TARGET_TRAIN is set, over it too (annotations dropped,
     SOLVER.TARGET_IMS_PER_BATCH images per step). Images without objects are kept on the target
     side: unlabeled data has no annotations to filter by."""
+    # first: every process reaches this collective, whichever dataset it cannot load below
+    seed = cfg.SEED if cfg.SEED >= 0 else comm.shared_random_seed()
     if cfg.DATALOADER.SAMPLER_TRAIN != "TrainingSampler":
         raise DatasetError(f"DATALOADER.SAMPLER_TRAIN = {cfg.DATALOADER.SAMPLER_TRAIN!r}: "
                            f"only 'TrainingSampler' is supported")
@@ -171,7 +173,6 @@ def build_train_loader(cfg):
     logger.info("Training data: " + ", ".join(
         f"{len(dicts)} {role} images, {size} per step"
         for role, (dicts, size, _) in zip(("source", "target"), datasets)))
-    seed = cfg.SEED if cfg.SEED >= 0 else comm.shared_random_seed()
     world = comm.get_world_size()
     loaders = []
     for offset, (dicts, total_batch_size, mapper) in enumerate(datasets):

@@ -11,7 +11,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ..atomic_file import atomic_open, keep_earlier
 from ..checkpoint import CheckpointError, DACheckpointer
-from ..config import check_adaptation_data
+from ..config import ConfigError, check_adaptation_data
 from ..data.problems import DatasetError
 from ..data.test_loader import build_test_loader
 from ..data.train_loader import build_train_loader
@@ -59,7 +59,8 @@ class DATrainer(DefaultTrainer):
     """
 
     def __init__(self, cfg):
-        check_adaptation_data(cfg)
+        with raised_together(ConfigError):
+            check_adaptation_data(cfg)
         TrainerBase.__init__(self)
         cfg = self.auto_scale_workers(cfg, comm.get_world_size())
         model = self.build_model(cfg)
@@ -174,11 +175,15 @@ class DATrainer(DefaultTrainer):
 
     @classmethod
     def build_train_loader(cls, cfg):
-        return build_train_loader(cfg)
+        """:func:`build_train_loader`; a dataset that one machine lacks stops every process."""
+        with raised_together(DatasetError):
+            return build_train_loader(cfg)
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):
-        return build_test_loader(cfg, dataset_name)
+        """:func:`build_test_loader`; a dataset that one machine lacks stops every process."""
+        with raised_together(DatasetError):
+            return build_test_loader(cfg, dataset_name)
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
