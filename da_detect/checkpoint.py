@@ -13,9 +13,10 @@ import pickle
 import numpy as np
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.utils import comm
 
 from .atomic_file import atomic_open
-from .every_process import raised_together
+from .every_process import raise_for_problems, raised_together
 
 
 class CheckpointError(RuntimeError):
@@ -68,6 +69,23 @@ class DACheckpointer(DetectionCheckpointer):
         except OSError as e:  # a full disk, a folder in the way, no permission
             raise CheckpointError(f"{writing}: could not be written ({e.strerror or e}); the "
                                   f"checkpoints saved before it are intact") from e
+
+    def require_the_same_checkpoint(self, weights, resume):
+        """With several processes: every process raises the same :class:`CheckpointError` where
+        they would not load the same file, ``weights`` or, with ``resume``, the last checkpoint
+        of their save_dir (a save_dir that is not one folder shared by every machine: the
+        processes would train or evaluate different weights together). Every process must call
+        this at the same point."""
+        resuming = resume and self.has_checkpoint()
+        loads = self.get_checkpoint_file() if resuming else weights
+        if len(set(comm.all_gather(loads))) > 1:
+            raise_for_problems(
+                f"loads {loads or 'no weights'}"
+                f"{' (from its OUTPUT_DIR)' if resuming else ' (MODEL.WEIGHTS)'}",
+                CheckpointError,
+                lambda sources: f"the processes would not load the same checkpoint: {sources}; "
+                                f"--resume needs OUTPUT_DIR {self.save_dir} to be one folder "
+                                f"that every machine shares")
 
     def load(self, path, *args, **kwargs):
         """detectron2's ``load``; a :class:`CheckpointError` naming ``path`` where no such local

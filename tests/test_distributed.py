@@ -67,13 +67,13 @@ def error_line_in_separate_folders(root, *args):
         "OUTPUT_DIR", ".", "DATALOADER.NUM_WORKERS", "0", "WANDB.ENABLED", "False")
 
 
-def test_processes_that_would_not_resume_from_the_same_checkpoint_stop_together(tmp_path):
+@pytest.mark.parametrize("flags", [("--resume",), ("--resume", "--eval-only")])
+def test_processes_that_would_not_resume_from_the_same_checkpoint_stop_together(tmp_path, flags):
     process0, process1 = separate_folders(tmp_path)
     (process0 / "last_checkpoint").write_text("model_0000003.pth")
     untrained_weights(process1 / "ONLY_1.pth", SYNTHETIC_DA)
-    assert error_line_in_separate_folders(
-        tmp_path, "--resume", "MODEL.WEIGHTS", "ONLY_1.pth") == (
-        "error: the processes would not start from the same checkpoint: process 0: loads "
+    assert error_line_in_separate_folders(tmp_path, *flags, "MODEL.WEIGHTS", "ONLY_1.pth") == (
+        "error: the processes would not load the same checkpoint: process 0: loads "
         "./model_0000003.pth (from its OUTPUT_DIR); process 1: loads ONLY_1.pth "
         "(MODEL.WEIGHTS); --resume needs OUTPUT_DIR . to be one folder that every machine shares")
 
@@ -99,6 +99,7 @@ def test_data_that_one_machine_lacks_stops_every_process(tmp_path):
         "error: process 0: DATASETS.COCO_DOMAINS 'mine': no such file mine.json")
     assert error_line_in_separate_folders(
         tmp_path, "DATASETS.IMAGE_FOLDER_DOMAINS", "[['frames', 'frames']]",
-        "DATASETS.TARGET_TRAIN", "('frames',)") == (
+        "DATASETS.TARGET_TRAIN", "('frames',)",
+        "SEED", "-1") == (  # a seed the processes draw together, before their data
         "error: process 0: DATASETS.IMAGE_FOLDER_DOMAINS 'frames': expected the folder frames, "
         "which does not exist")

@@ -246,16 +246,16 @@ def test_a_bad_image_in_one_process_s_share_of_a_step_stops_every_process(tmp_pa
 
 
 def test_a_bad_image_in_one_process_s_part_of_an_evaluation_stops_every_process(tmp_path):
-    # process 0 evaluates the first half, with the empty file second; process 1 good images only
-    domain, bad = coco_split_with_bad_images(tmp_path / "coco", order=(0, 1, 0, 0, 0, 0))
+    # process 0 evaluates images 0-2, process 1 images 3-5: the first images the processes check
+    # together are 0 (good) and 3 (truncated)
+    domain, bad = coco_split_with_bad_images(tmp_path / "coco")
     error = error_line_of_two_processes(
         "tools/train_net.py", "--config-file", SYNTHETIC_FPN, "--eval-only", *domain,
         "MODEL.WEIGHTS", untrained_weights(tmp_path / "w.pth", SYNTHETIC_FPN),
         "DATASETS.TEST", "('with_bad',)", "DATALOADER.NUM_WORKERS", "0",
         "WANDB.ENABLED", "False", "OUTPUT_DIR", tmp_path / "eval")
-    assert error.startswith(f"error: process 0: {bad[0]}: unreadable image "
-                            f"(UnidentifiedImageError: "), error
-    assert "process 1" not in error
+    assert error.startswith(f"error: process 1: {bad[2]}: unreadable image ("), error
+    assert "process 0" not in error
     assert not (tmp_path / "eval" / "results.json").exists()
 
 

@@ -71,6 +71,7 @@ def main(args):
             model = DATrainer.build_model(cfg)
             checkpointer = DACheckpointer(model, save_dir=cfg.OUTPUT_DIR,
                                           allow_unsafe_pickle=cfg.MODEL.ALLOW_UNSAFE_PICKLE)
+            checkpointer.require_the_same_checkpoint(cfg.MODEL.WEIGHTS, args.resume)
             with raised_together(CheckpointError):
                 if not cfg.MODEL.WEIGHTS and not (args.resume and checkpointer.has_checkpoint()):
                     raise CheckpointError("--eval-only: MODEL.WEIGHTS is empty (and no "

@@ -17,7 +17,7 @@ from ..data.test_loader import build_test_loader
 from ..data.train_loader import build_train_loader
 from ..evaluation import COCOAP50Evaluator, VOC07AP50Evaluator
 from ..evaluation.comparison import comparison_table
-from ..every_process import raise_for_problems, raised_together
+from ..every_process import raised_together
 from ..random_generators import random_states_kept
 from .finite_loss import (FiniteLossAMPTrainer, FiniteLossCPUAMPTrainer, FiniteLossTrainer,
                           NonFiniteLossError)
@@ -94,16 +94,7 @@ class DATrainer(DefaultTrainer):
         they would not load the same file (``--resume`` with an OUTPUT_DIR that is not one folder
         shared by every machine: the processes would train from different steps and weights
         together) or where any could not load it."""
-        resuming = resume and self.checkpointer.has_checkpoint()
-        loads = self.checkpointer.get_checkpoint_file() if resuming else self.cfg.MODEL.WEIGHTS
-        if len(set(comm.all_gather(loads))) > 1:
-            raise_for_problems(
-                f"loads {loads or 'no weights'}"
-                f"{' (from its OUTPUT_DIR)' if resuming else ' (MODEL.WEIGHTS)'}",
-                CheckpointError,
-                lambda sources: f"the processes would not start from the same checkpoint: "
-                                f"{sources}; --resume needs OUTPUT_DIR {self.cfg.OUTPUT_DIR} to "
-                                f"be one folder that every machine shares")
+        self.checkpointer.require_the_same_checkpoint(self.cfg.MODEL.WEIGHTS, resume)
         with raised_together(CheckpointError):
             super().resume_or_load(resume)
         if self.start_iter:
