@@ -93,13 +93,16 @@ def torchrun_two_processes(script, *args):
             *map(str, args)]
 
 
-def error_line_of_two_processes(script, *args):
+def error_line_of_two_processes(script, *args, environment=()):
     """Run the repository's ``script`` with ``args`` in two processes started by torchrun, which
     must fail with one ``error:`` line (an error raised in every process is reported by process 0
-    alone); returns that line."""
+    alone); returns that line. ``environment``: variables set over this process's, or removed
+    where their value is None."""
+    variables = {**os.environ, "OMP_NUM_THREADS": "1", **dict(environment)}
     result = subprocess.run(torchrun_two_processes(script, *args), capture_output=True,
                             text=True, cwd=REPO, timeout=300,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+                            env={name: value for name, value in variables.items()
+                                 if value is not None})
     assert result.returncode != 0
     errors = [line for line in result.stderr.splitlines() if "error: " in line]
     assert len(errors) == 1 and result.stderr.count("error: ") == 1, result.stderr[-3000:]

@@ -5,7 +5,8 @@ import sys
 import pytest
 import wandb
 
-from conftest import SMALL_IMAGES, SYNTHETIC_DA, metrics, run_train_net, wandb_records
+from conftest import (SMALL_IMAGES, SYNTHETIC_DA, error_line_of_two_processes, metrics,
+                      run_train_net, wandb_records)
 from da_detect.config import ConfigError, load_config
 from da_detect.engine.wandb_writer import WandbWriter
 
@@ -43,3 +44,15 @@ def test_wandb_missing_or_failing_is_a_config_error_naming_the_key(tmp_path, mon
     monkeypatch.setitem(sys.modules, "wandb", None)  # as if it were not installed
     with pytest.raises(ConfigError, match="WANDB.ENABLED True needs the wandb package"):
         WandbWriter(cfg)
+
+
+def test_wandb_failing_to_start_in_process_0_stops_every_process(tmp_path):
+    """Only process 0 starts the wandb run: online, with no API key (none in the environment,
+    an empty home), it cannot."""
+    error = error_line_of_two_processes(
+        "tools/train_net.py", "--config-file", SYNTHETIC_DA, "SOLVER.IMS_PER_BATCH", "2",
+        "SOLVER.TARGET_IMS_PER_BATCH", "2", "DATASETS.TEST", "()", "DATALOADER.NUM_WORKERS", "0",
+        "WANDB.MODE", "online", "OUTPUT_DIR", tmp_path / "out",
+        environment={"WANDB_API_KEY": None, "HOME": str(tmp_path)})
+    assert error.startswith("error: process 0: WANDB.MODE 'online': wandb could not start the "
+                            "run (UsageError: "), error

@@ -211,7 +211,8 @@ class DATrainer(DefaultTrainer):
         if averaging.ENABLED:
             # Before detectron2's checkpointer: the last step's checkpoint holds the mean.
             ours.append(WeightAveraging(averaging.START_ITER, averaging.PERIOD))
-        theirs = super().build_hooks()
+        with raised_together(ConfigError):  # wandb failing to start, in process 0 alone
+            theirs = super().build_hooks()
         if not comm.is_main_process():
             # detectron2 runs the checkpointer hook in process 0 alone. In every process, its
             # saves are where each learns whether process 0 could write (DACheckpointer.save).
