@@ -5,6 +5,7 @@ from typing import NamedTuple
 from detectron2.data.detection_utils import SizeMismatchError, check_image_size, read_image
 from PIL import Image
 
+from ..every_process import raised_together
 from .problems import DatasetError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")  # in any case: cameras write .JPG
@@ -105,4 +106,14 @@ def check_images(batch):
         if isinstance(x, BadImage):
             raise DatasetError(f"{x.file_name}: {x.problem} (python tools/check_dataset.py "
                                f"--read-images SPLIT lists every such image of a split)")
+    return batch
+
+
+def checked_in_every_process(batch):
+    """``batch``, this process's share of a step or of an evaluation round, through
+    :func:`check_images` in every process at once: an image that cannot be used in any share
+    raises the same :class:`DatasetError` in each, naming it and whose share it was, rather than
+    leaving the others waiting in their next collective for a process that has stopped."""
+    with raised_together(DatasetError):
+        check_images(batch)
     return batch

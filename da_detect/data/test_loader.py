@@ -6,14 +6,13 @@ from functools import partial
 from detectron2.data import DatasetMapper, build_detection_test_loader
 from detectron2.utils import comm
 
-from ..every_process import raised_together
 from .classes import check_same_classes
-from .images import check_images, map_or_bad_image
-from .problems import DatasetError
+from .images import checked_in_every_process, map_or_bad_image
 
 
 class ImageCheckingLoader:
-    """Iterates over ``loader``'s batches, each through :func:`check_images`; has its length.
+    """Iterates over ``loader``'s batches, each through :func:`checked_in_every_process`; has
+    its length.
 
     With several processes, each evaluating its own part of the split, the processes check their
     k-th batches together (a process whose part is shorter joins the last checks with none), so
@@ -30,11 +29,8 @@ class ImageCheckingLoader:
     def __iter__(self):
         batches = iter(self.loader)
         for _ in range(max(comm.all_gather(len(self.loader)))):
-            batch = next(batches, None)
-            with raised_together(DatasetError):
-                if batch is not None:
-                    check_images(batch)
-            if batch is not None:
+            batch = checked_in_every_process(next(batches, []))
+            if batch:
                 yield batch
 
 

@@ -14,12 +14,11 @@ from detectron2.data.build import (
 from detectron2.data.common import DatasetFromList
 from detectron2.utils import comm
 
-from ..every_process import raised_together
 from ..modeling.meta_arch import SOURCE, TARGET
 from ..random_generators import random_states_kept
 from .albumentations_augmentation import build_albumentations
 from .classes import check_same_classes
-from .images import check_images, map_or_bad_image
+from .images import checked_in_every_process, map_or_bad_image
 from .problems import DatasetError
 from .resumable_sampler import ResumableBatchSampler
 
@@ -57,9 +56,11 @@ class TrainLoader:
     goes to step k, whatever step its first batch is.
 
     A step with an image that cannot be used, in any process's share of it, raises one
-    :class:`DatasetError` naming it in every process (:func:`checked_in_every_process`). Its state
-    (the data seed) is checkpointed; :meth:`start_at` makes the next iteration begin at a given
-    step.
+    :class:`DatasetError` naming it in every process (:func:`checked_in_every_process`). (So,
+    with several processes, the time a step waits for its data, detectron2's ``data_time``, also
+    counts the wait for the slowest process to reach the step: the wait the gradient exchange
+    would otherwise count.) Its state (the data seed) is checkpointed; :meth:`start_at` makes the
+    next iteration begin at a given step.
     """
 
     def __init__(self, loaders, seed, target_from=0):
@@ -90,18 +91,6 @@ class TrainLoader:
         self.seed = state["seed"]
         for offset, loader in enumerate(self.loaders):
             loader.batch_sampler.seed = self.seed + offset
-
-
-def checked_in_every_process(batch):
-    """``batch``, this process's share of a step, through :func:`check_images` in every process
-    at once: an image that cannot be used in any share raises the same :class:`DatasetError` in
-    each, naming it and whose share it was, rather than leaving the others waiting in the step's
-    gradient exchange for a process that has stopped. (So, with several processes, the time a
-    step waits for its data, detectron2's ``data_time``, also counts the wait for the slowest
-    process to reach the step: the wait the gradient exchange would otherwise count.)"""
-    with raised_together(DatasetError):
-        check_images(batch)
-    return batch
 
 
 def unlabeled(dataset_dicts):
