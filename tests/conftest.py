@@ -82,27 +82,37 @@ def untrained_weights(path, config, **entries):
     return path
 
 
-def torchrun_two_processes(script, *args):
-    """The command that runs a script of this repository (a path relative to it) in two
-    processes started by torchrun on this machine, at a free port."""
+def run_in_two_processes(script, *args, environment=(), timeout=300):
+    """Run the repository's ``script`` with ``args`` in two processes started by torchrun on this
+    machine, at a free port, one thread each; returns the CompletedProcess (text output).
+    ``environment``: variables set over this process's, or removed where their value is None.
+    Past ``timeout`` seconds the test fails, once torchrun has stopped its processes (each in a
+    session of its own, with their data loader workers): torchrun stops them on SIGTERM, and
+    SIGKILL would leave them running."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    return [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node",
-            "2", "--master_addr", "127.0.0.1", "--master_port", str(port), str(REPO / script),
-            *map(str, args)]
+    command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1",
+               "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port", str(port),
+               str(REPO / script), *map(str, args)]
+    variables = {**os.environ, "OMP_NUM_THREADS": "1", **dict(environment)}
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          cwd=REPO, env={name: value for name, value in variables.items()
+                                         if value is not None}) as torchrun:
+        try:
+            stdout, stderr = torchrun.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            torchrun.terminate()
+            stdout, stderr = torchrun.communicate()
+            pytest.fail(f"{script} ran past {timeout} s:\n{stderr[-3000:]}")
+    return subprocess.CompletedProcess(command, torchrun.returncode, stdout, stderr)
 
 
 def error_line_of_two_processes(script, *args, environment=()):
     """Run the repository's ``script`` with ``args`` in two processes started by torchrun, which
     must fail with one ``error:`` line (an error raised in every process is reported by process 0
-    alone); returns that line. ``environment``: variables set over this process's, or removed
-    where their value is None."""
-    variables = {**os.environ, "OMP_NUM_THREADS": "1", **dict(environment)}
-    result = subprocess.run(torchrun_two_processes(script, *args), capture_output=True,
-                            text=True, cwd=REPO, timeout=300,
-                            env={name: value for name, value in variables.items()
-                                 if value is not None})
+    alone); returns that line. ``environment``: as for :func:`run_in_two_processes`."""
+    result = run_in_two_processes(script, *args, environment=environment)
     assert result.returncode != 0
     errors = [line for line in result.stderr.splitlines() if "error: " in line]
     assert len(errors) == 1 and result.stderr.count("error: ") == 1, result.stderr[-3000:]

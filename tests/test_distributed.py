@@ -1,27 +1,25 @@
 """Two CPU processes started by torchrun train together (gloo): synchronized, checkpoints written
 once, and a resumed run goes on as the uninterrupted one; a file that one machine lacks stops
 both."""
-import os
 import shutil
-import subprocess
 
 import pytest
 import torch
 from PIL import Image
 
-from conftest import (REPO, SMALL_IMAGES, SYNTHETIC_DA, error_line_of_two_processes,
-                      torchrun_two_processes, untrained_weights)
+from conftest import (SMALL_IMAGES, SYNTHETIC_DA, error_line_of_two_processes,
+                      run_in_two_processes, untrained_weights)
 
 
 def torchrun(output_dir, *opts):
-    command = torchrun_two_processes(
+    result = run_in_two_processes(
         "tests/ddp_worker.py", SYNTHETIC_DA, *SMALL_IMAGES, "SOLVER.MAX_ITER", "8",
         "SOLVER.WARMUP_ITERS", "2", "SOLVER.IMS_PER_BATCH", "2", "SOLVER.TARGET_IMS_PER_BATCH", "2",
         # 4 source-only steps, whose domain classifiers get no gradient, then 4 adapting
         "MODEL.DA.START_ITER", "4", "SOLVER.CHECKPOINT_PERIOD", "4", "DATASETS.TEST", "()",
-        "DATALOADER.NUM_WORKERS", "0", "WANDB.ENABLED", "False", "OUTPUT_DIR", output_dir, *opts)
-    result = subprocess.run(command, capture_output=True, text=True, cwd=REPO,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=600)
+        # one worker per loader, forked from the forkserver in processes that run gloo's threads
+        "DATALOADER.NUM_WORKERS", "1", "WANDB.ENABLED", "False", "OUTPUT_DIR", output_dir, *opts,
+        timeout=600)
     assert result.returncode == 0, result.stderr[-4000:]
 
 

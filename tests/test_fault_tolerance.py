@@ -20,7 +20,7 @@ from torch import nn
 
 from conftest import (REPO, SHORT_RUN, SMALL_IMAGES, SYNTHETIC_DA, SYNTHETIC_FPN,
                       error_line_of_two_processes, metrics, run_train_net,
-                      torchrun_two_processes, untrained_weights)
+                      run_in_two_processes, untrained_weights)
 from da_detect.atomic_file import atomic_open
 from da_detect.checkpoint import CheckpointError, DACheckpointer
 from da_detect.config import load_config
@@ -200,9 +200,7 @@ def test_non_finite_loss_stops_before_the_weights_take_it(tmp_path):
 
 
 def test_a_non_finite_loss_in_one_process_stops_every_process_with_its_name(tmp_path):
-    command = torchrun_two_processes("tests/finite_loss_worker.py", tmp_path)
-    result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=300,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    result = run_in_two_processes("tests/finite_loss_worker.py", tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]  # each worker caught the error
     for rank in (0, 1):
         assert json.loads((tmp_path / f"rank{rank}.json").read_text()) == {

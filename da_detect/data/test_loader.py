@@ -8,6 +8,7 @@ from detectron2.utils import comm
 
 from .classes import check_same_classes
 from .images import checked_in_every_process, map_or_bad_image
+from .worker_processes import worker_start_method
 
 
 class ImageCheckingLoader:
@@ -35,8 +36,11 @@ class ImageCheckingLoader:
 
 
 def build_test_loader(cfg, dataset_name):
-    """detectron2's ``build_detection_test_loader`` with its default mapper, images that cannot
-    be used reported by name; a split whose classes are not the model's is refused."""
+    """detectron2's ``build_detection_test_loader`` with its default mapper and workers started
+    by :func:`worker_start_method`, images that cannot be used reported by name; a split whose
+    classes are not the model's is refused."""
     check_same_classes(cfg, [dataset_name])
     mapper = partial(map_or_bad_image, DatasetMapper(cfg, is_train=False))
-    return ImageCheckingLoader(build_detection_test_loader(cfg, dataset_name, mapper=mapper))
+    loader = build_detection_test_loader(cfg, dataset_name, mapper=mapper)
+    loader.multiprocessing_context = worker_start_method(loader.num_workers)
+    return ImageCheckingLoader(loader)
