@@ -29,6 +29,7 @@ from da_detect.engine.predictor import Predictor
 from da_detect.modeling.image_domain_classifier import ImageDomainClassifier, image_domain_loss
 from detectron2.data import DatasetCatalog
 from detectron2.data.detection_utils import read_image
+from tabulate import tabulate
 
 BANDS = ("top", "middle", "bottom")
 
@@ -134,11 +135,7 @@ def main():
     names = (args.features or list(cfg.MODEL.DA.IMAGE.IN_FEATURES)
              or list(cfg.MODEL.RPN.IN_FEATURES))
 
-    header = ["model", "all locations", *[f"{band} third" for band in BANDS]]
-    lines = [f"Domain probe accuracy ({train['source']} vs {train['target']}, features "
-             f"{names}, {args.images} images per domain, {args.steps} steps; measured on "
-             f"{val['source']} and {val['target']}, mean of the two domains' accuracies):\n",
-             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    rows = []
     for spec in args.weights:
         name, _, path = spec.partition("=")
         try:
@@ -152,17 +149,22 @@ def main():
             sys.exit(f"error: {e}")
         probe = train_probe(features["source", "train"], features["target", "train"],
                             cfg.MODEL.DA.IMAGE.HIDDEN_CHANNELS, args.steps, args.seed)
-        rows = {name: dict.fromkeys(names, probe)}
+        classifiers = {name: dict.fromkeys(names, probe)}
         own = trained_image_classifiers(predictor, names)
         if own is not None:
-            rows[f"{name}, its own D_img"] = own
-        for row, classifiers in rows.items():
-            source = band_accuracy(classifiers, features["source", "val"], 0.0)
-            target = band_accuracy(classifiers, features["target", "val"], 1.0)
-            cells = [f"{(source[band] + target[band]) / 2:.3f}" for band in source]
-            lines.append(f"| {row} | " + " | ".join(cells) + " |")
-            print(lines[-1], file=sys.stderr)
-    print("\n".join(lines))
+            classifiers[f"{name}, its own D_img"] = own
+        for row, classifier in classifiers.items():
+            source = band_accuracy(classifier, features["source", "val"], 0.0)
+            target = band_accuracy(classifier, features["target", "val"], 1.0)
+            accuracy = {band: (source[band] + target[band]) / 2 for band in source}
+            rows.append([row, *accuracy.values()])
+            print(f"{row}: " + ", ".join(f"{band} {value:.3f}" for band, value in accuracy.items()),
+                  file=sys.stderr)
+    print(f"Domain probe accuracy ({train['source']} vs {train['target']}, features {names}, "
+          f"{args.images} images per domain, {args.steps} steps; measured on {val['source']} "
+          f"and {val['target']}, mean of the two domains' accuracies):\n")
+    print(tabulate(rows, headers=["model", "all locations", *[f"{band} third" for band in BANDS]],
+                   tablefmt="pipe", floatfmt=".3f"))
 
 
 if __name__ == "__main__":
