@@ -164,7 +164,7 @@ def main():
           f"{args.images} images per domain, {args.steps} steps; measured on {val['source']} "
           f"and {val['target']}, mean of the two domains' accuracies):\n")
     print(tabulate(rows, headers=["model", "all locations", *[f"{band} third" for band in BANDS]],
-                   tablefmt="pipe", floatfmt=".3f"))
+                   tablefmt="pipe", floatfmt=".3f", disable_numparse=[0]))
 
 
 if __name__ == "__main__":

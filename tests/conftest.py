@@ -87,7 +87,7 @@ def run_in_two_processes(script, *args, environment=(), timeout=300):
     machine, at a free port, one thread each; returns the CompletedProcess (text output).
     ``environment``: variables set over this process's, or removed where their value is None.
     Past ``timeout`` seconds the test fails, once torchrun has stopped its processes (each in a
-    session of its own, with their data loader workers): torchrun stops them on SIGTERM, and
+    session of its own, with their data loader workers): torchrun stops them on SIGTERM, where
     SIGKILL would leave them running."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -103,8 +103,12 @@ def run_in_two_processes(script, *args, environment=(), timeout=300):
             stdout, stderr = torchrun.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             torchrun.terminate()
-            stdout, stderr = torchrun.communicate()
-            pytest.fail(f"{script} ran past {timeout} s:\n{stderr[-3000:]}")
+            try:  # torchrun gives its processes 30 s after SIGTERM, then SIGKILL
+                stderr = torchrun.communicate(timeout=60)[1][-3000:]
+            except subprocess.TimeoutExpired:  # a process it no longer knows holds the pipes
+                torchrun.kill()
+                stderr = "(its output is held by a process left running)"
+            pytest.fail(f"{script} ran past {timeout} s:\n{stderr}")
     return subprocess.CompletedProcess(command, torchrun.returncode, stdout, stderr)
 
 

@@ -9,12 +9,6 @@ from pathlib import Path
 
 TRAIN_NET = Path(__file__).resolve().parents[1] / "tools" / "train_net.py"
 
-
-def main():
-    os.chdir(Path(sys.argv[1], f"process{os.environ['LOCAL_RANK']}"))
-    sys.argv = [str(TRAIN_NET), *sys.argv[2:]]
-    runpy.run_path(str(TRAIN_NET), run_name="__main__")
-
-
-if __name__ == "__main__":  # not in the data loader workers, which import this file
-    main()
+os.chdir(Path(sys.argv[1], f"process{os.environ['LOCAL_RANK']}"))
+sys.argv = [str(TRAIN_NET), *sys.argv[2:]]
+runpy.run_path(str(TRAIN_NET), run_name="__main__")

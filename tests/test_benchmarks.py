@@ -263,6 +263,13 @@ def test_domain_probe_reports_every_model(tmp_path):
     assert len(rows["first"]) == 4 and all(0 <= float(v) <= 1 for v in rows["first"])
     # The untrained D_img starts at chance: its last layer is near zero, so its logits are too.
     assert all(float(v) == pytest.approx(0.5, abs=0.25) for v in rows["first, its own D_img"])
+    # a source-only checkpoint trained no D_img: its one row's name, which reads as a number,
+    # is kept as given
+    untrained_weights(tmp_path / "plain.pth", SYNTHETIC_FPN)
+    stdout = run_script("benchmarks/domain_probe.py", "--config-file", SYNTHETIC_DA, "--weights",
+                        f"1.10={tmp_path / 'plain.pth'}", "--images", "2", "--steps", "2",
+                        *TINY).stdout
+    assert list(table_rows(stdout)) == ["model", "1.10"]
     missing = run_script("benchmarks/domain_probe.py", "--config-file", SYNTHETIC_DA, "--weights",
                          f"x={tmp_path / 'missing.pth'}", *TINY, check=False)
     assert missing.returncode != 0 and "missing.pth" in missing.stderr

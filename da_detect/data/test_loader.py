@@ -8,7 +8,7 @@ from detectron2.utils import comm
 
 from .classes import check_same_classes
 from .images import checked_in_every_process, map_or_bad_image
-from .worker_processes import worker_start_method
+from .worker_processes import start_workers_safely
 
 
 class ImageCheckingLoader:
@@ -36,11 +36,10 @@ class ImageCheckingLoader:
 
 
 def build_test_loader(cfg, dataset_name):
-    """detectron2's ``build_detection_test_loader`` with its default mapper and workers started
-    by :func:`worker_start_method`, images that cannot be used reported by name; a split whose
-    classes are not the model's is refused."""
+    """detectron2's ``build_detection_test_loader`` with its default mapper, its workers started
+    by :func:`start_workers_safely`, and images that cannot be used reported by name; a split
+    whose classes are not the model's is refused."""
     check_same_classes(cfg, [dataset_name])
     mapper = partial(map_or_bad_image, DatasetMapper(cfg, is_train=False))
-    loader = build_detection_test_loader(cfg, dataset_name, mapper=mapper)
-    loader.multiprocessing_context = worker_start_method(loader.num_workers)
-    return ImageCheckingLoader(loader)
+    return ImageCheckingLoader(start_workers_safely(
+        build_detection_test_loader(cfg, dataset_name, mapper=mapper)))

@@ -21,7 +21,7 @@ from .classes import check_same_classes
 from .images import checked_in_every_process, map_or_bad_image
 from .problems import DatasetError
 from .resumable_sampler import ResumableBatchSampler
-from .worker_processes import worker_start_method
+from .worker_processes import start_workers_safely
 
 logger = logging.getLogger(__name__)
 
@@ -171,11 +171,10 @@ def build_train_loader(cfg):
                                f"over {world} processes")
         sampler = ResumableBatchSampler(dicts, total_batch_size // world, seed + offset,
                                         cfg.DATALOADER.ASPECT_RATIO_GROUPING)
-        loaders.append(torch.utils.data.DataLoader(
+        loaders.append(start_workers_safely(torch.utils.data.DataLoader(
             SeededMapDataset(dicts, mapper), batch_sampler=sampler,
             num_workers=cfg.DATALOADER.NUM_WORKERS, collate_fn=trivial_batch_collator,
-            multiprocessing_context=worker_start_method(cfg.DATALOADER.NUM_WORKERS),
             # Its own generator: making workers draws nothing from torch's global one, which
             # training's checkpoints restore.
-            generator=torch.Generator().manual_seed(seed + offset)))
+            generator=torch.Generator().manual_seed(seed + offset))))
     return TrainLoader(loaders, seed, target_from=cfg.MODEL.DA.START_ITER)

@@ -1,20 +1,58 @@
-"""How data loader workers start: forked from a forkserver, not from the training process.
+"""How data loader workers start where CPython can deadlock in a fork: from a forkserver.
 
-A child forked while another thread of its parent holds CPython's thread-list lock deadlocks in
-the fork itself, before it runs any Python (CPython gh-112275, fixed in 3.12). A training
-process runs other threads (gloo's, under torchrun), so a DataLoader worker forked from it would
-now and then never start, and the run would hang without a word. A forkserver forks the workers
-from a server process that runs no other thread and has imported da-detect (so torch and
-detectron2) once; they receive the dataset and its mapper pickled.
+CPython before 3.9.20, 3.10.15 and 3.11.10 (gh-112275; 3.12 never had it) can leave a child
+forked while another thread of its parent creates or deletes a Python thread state hung in the
+fork itself, before it runs a line. A training process has such threads (under torchrun, a
+worker forked from it once never started, and the run hung without a word). On those versions,
+where workers would be forked (Linux's default), they are forked from a forkserver instead: a
+server process that has imported da-detect (so torch and detectron2) once and runs no other
+Python thread. They receive the dataset and its mapper pickled, and each exits once the process
+that started it has ended (torch's own check watches a worker's parent: here the server, which
+lives on while any worker does).
 """
 import multiprocessing
+import os
+import sys
+import threading
+import time
+from functools import partial
+
+# the first release of each affected branch with gh-112275 fixed
+FIXED_IN = {(3, 9): (3, 9, 20), (3, 10): (3, 10, 15), (3, 11): (3, 11, 10)}
+# how often a worker started from the forkserver checks that its training process is alive
+WATCH_INTERVAL = 5.0
 
 
-def worker_start_method(num_workers):
-    """The ``multiprocessing_context`` of a DataLoader with ``num_workers`` workers: the
-    forkserver, or None (which is all DataLoader accepts) when it has none."""
-    if num_workers == 0:
-        return None
-    forkserver = multiprocessing.get_context("forkserver")
-    forkserver.set_forkserver_preload(["da_detect"])  # read when the server starts
-    return forkserver
+def forks_can_deadlock(version=None):
+    """Whether this interpreter (or ``version``, a ``sys.version_info``-like tuple) has
+    gh-112275."""
+    version = tuple((version or sys.version_info)[:3])
+    return version < FIXED_IN.get(version[:2], (0,))
+
+
+def start_workers_safely(loader):
+    """Make the DataLoader ``loader`` start its workers from the forkserver where they would be
+    forked by an interpreter with gh-112275 (:func:`forks_can_deadlock`); returns it."""
+    default = multiprocessing.get_start_method(allow_none=True) or (
+        multiprocessing.get_all_start_methods()[0])
+    if loader.num_workers and default == "fork" and forks_can_deadlock():
+        forkserver = multiprocessing.get_context("forkserver")
+        forkserver.set_forkserver_preload(["da_detect"])  # read when the server starts
+        loader.multiprocessing_context = forkserver
+        loader.worker_init_fn = partial(exit_with, os.getpid())
+    return loader
+
+
+def exit_with(pid, worker_id):
+    """A DataLoader ``worker_init_fn``: the worker exits within WATCH_INTERVAL seconds of the end
+    of process ``pid`` (once its parent has reaped it)."""
+    threading.Thread(target=_exit_once_ended, args=(pid,), daemon=True).start()
+
+
+def _exit_once_ended(pid):
+    while True:
+        time.sleep(WATCH_INTERVAL)
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            os._exit(1)

@@ -1,0 +1,75 @@
+"""Data loader workers: forked from a forkserver where CPython has gh-112275, and gone once the
+process that started them is, however it ended."""
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, SMALL_IMAGES, SYNTHETIC_DA
+from da_detect.data.worker_processes import forks_can_deadlock
+
+# Takes a training step's batch with a worker per loader, says how it started its workers, then
+# waits to be killed.
+TRAINING_PROCESS = f"""
+import multiprocessing, sys, time
+from da_detect.config import load_config
+from da_detect.data.train_loader import build_train_loader
+cfg = load_config({str(SYNTHETIC_DA)!r}, ["DATALOADER.NUM_WORKERS", "1", *{SMALL_IMAGES!r}])
+loader = build_train_loader(cfg)
+batches = iter(loader)  # its workers live as long as it does
+next(batches)
+context = loader.loaders[0].multiprocessing_context or multiprocessing.get_context()
+print(context.get_start_method(), flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.mark.parametrize("version, affected", [
+    ((3, 11, 7), True), ((3, 11, 10), False), ((3, 10, 14), True), ((3, 10, 15), False),
+    ((3, 9, 0), True), ((3, 12, 0), False), ((3, 13, 5), False), ((4, 0, 0), False)])
+def test_the_cpython_versions_whose_forks_can_deadlock(version, affected):
+    assert forks_can_deadlock(version) == affected
+
+
+def descendants(pid):
+    """The pids of every process below ``pid`` (Linux: read from /proc)."""
+    children = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # it ended while being read
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    below, stack = [], list(children.get(pid, []))
+    while stack:
+        child = stack.pop()
+        below.append(child)
+        stack.extend(children.get(child, []))
+    return below
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_workers_end_with_a_killed_training_process():
+    process = subprocess.Popen([sys.executable, "-c", TRAINING_PROCESS], cwd=REPO, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        start_method = process.stdout.readline().strip()
+        assert start_method == ("forkserver" if forks_can_deadlock()
+                                else multiprocessing.get_all_start_methods()[0])
+        below = descendants(process.pid)
+        assert len(below) >= 2  # a worker for the source loader, one for the target loader
+    finally:
+        process.kill()
+        process.wait()
+    deadline = time.monotonic() + 30
+    while any(Path(f"/proc/{pid}").exists() for pid in below) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    alive = [pid for pid in below if Path(f"/proc/{pid}").exists()]
+    for pid in alive:
+        os.kill(pid, signal.SIGKILL)
+    assert not alive, "processes left running by a killed training process"
