@@ -34,11 +34,11 @@ SHORT_RUN = [*SMALL_IMAGES, "SOLVER.WARMUP_ITERS", "4", "SOLVER.STEPS", "(12,)",
              "DATALOADER.NUM_WORKERS", "1", "DATASETS.TEST", "()", "WANDB.ENABLED", "False"]
 
 
-def run_script(script, *args, check=True):
-    """Run a Python script of this repository (a path relative to it) in a subprocess; returns
-    the CompletedProcess (text output)."""
+def run_script(script, *args, check=True, cwd=REPO):
+    """Run a Python script of this repository (a path relative to it) in a subprocess, in folder
+    ``cwd``; returns the CompletedProcess (text output)."""
     result = subprocess.run([sys.executable, str(REPO / script), *map(str, args)],
-                            capture_output=True, text=True, cwd=REPO)
+                            capture_output=True, text=True, cwd=cwd)
     if check and result.returncode != 0:
         raise AssertionError(f"{script} failed ({result.returncode}):\n{result.stdout[-2000:]}"
                              f"\n{result.stderr[-4000:]}")
@@ -70,9 +70,9 @@ def metrics(output_dir):
     return [json.loads(line) for line in lines]
 
 
-def run_train_net(*args, check=True):
+def run_train_net(*args, check=True, cwd=REPO):
     """Run tools/train_net.py, see :func:`run_script`."""
-    return run_script("tools/train_net.py", *args, check=check)
+    return run_script("tools/train_net.py", *args, check=check, cwd=cwd)
 
 
 def untrained_weights(path, config, **entries):

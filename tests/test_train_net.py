@@ -176,14 +176,16 @@ NEEDS_NO_GPU = pytest.mark.skipif(torch.cuda.is_available(), reason="this machin
                  "--num-machines 2 needs CUDA", marks=NEEDS_NO_GPU),
     pytest.param(["--config-file", SYNTHETIC_FPN, "MODEL.DEVICE", "cuda"],
                  "MODEL.DEVICE cuda: this machine has no CUDA GPU", marks=NEEDS_NO_GPU),
-    (["--config-file", SYNTHETIC_FPN, "OUTPUT_DIR", "README.md"],
-     "OUTPUT_DIR README.md: cannot be made a folder (File exists: README.md)"),
+    (["--config-file", SYNTHETIC_FPN, "OUTPUT_DIR", "a_file"],
+     "OUTPUT_DIR a_file: cannot be made a folder (File exists: a_file)"),
     (["--config-file", SYNTHETIC_FPN, "--eval-only"], "--eval-only: MODEL.WEIGHTS is empty"),
     (["--config-file", SYNTHETIC_FPN, "--eval-only", "MODEL.WEIGHTS", "output/no-such.pth"],
      "output/no-such.pth: no such checkpoint file"),
 ])
-def test_bad_input_gives_one_clear_error_line(args, message):
-    result = run_train_net(*args, check=False)
+def test_bad_input_gives_one_clear_error_line(args, message, tmp_path):
+    (tmp_path / "a_file").touch()
+    # in a folder of its own: the configs' OUTPUT_DIR, ./output, is made before some checks
+    result = run_train_net(*args, check=False, cwd=tmp_path)
     assert result.returncode != 0
     last_line = result.stderr.strip().splitlines()[-1]
     assert last_line.startswith("error: ") and message in last_line
