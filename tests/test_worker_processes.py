@@ -2,6 +2,7 @@
 process that started them is, however it ended."""
 import multiprocessing
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -36,21 +37,37 @@ def test_the_cpython_versions_whose_forks_can_deadlock(version, affected):
     assert forks_can_deadlock(version) == affected
 
 
-def descendants(pid):
-    """The pids of every process below ``pid`` (Linux: read from /proc)."""
-    children = {}
+def process_table():
+    """{pid: (parent pid, state, start time)} of every process (Linux: read from /proc)."""
+    table = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
         except OSError:  # it ended while being read
             continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    below, stack = [], list(children.get(pid, []))
+        table[int(stat.parent.name)] = (int(fields[1]), fields[0], fields[19])
+    return table
+
+
+def descendants(pid):
+    """{pid: start time} of every process below ``pid``."""
+    table = process_table()
+    below, stack = {}, [pid]
     while stack:
-        child = stack.pop()
-        below.append(child)
-        stack.extend(children.get(child, []))
+        parent = stack.pop()
+        for child, (ppid, _, started) in table.items():
+            if ppid == parent:
+                below[child] = started
+                stack.append(child)
     return below
+
+
+def still_running(processes):
+    """The pids of ``processes`` ({pid: start time}) that run on (not zombies, nor their pids
+    taken by others since)."""
+    table = process_table()
+    return [pid for pid, started in processes.items()
+            if pid in table and table[pid][1] != "Z" and table[pid][2] == started]
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
@@ -58,18 +75,19 @@ def test_workers_end_with_a_killed_training_process():
     process = subprocess.Popen([sys.executable, "-c", TRAINING_PROCESS], cwd=REPO, text=True,
                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     try:
-        start_method = process.stdout.readline().strip()
-        assert start_method == ("forkserver" if forks_can_deadlock()
-                                else multiprocessing.get_all_start_methods()[0])
+        assert select.select([process.stdout], [], [], 300)[0], "no batch within 300 s"
+        default = multiprocessing.get_all_start_methods()[0]
+        assert process.stdout.readline().strip() == (
+            "forkserver" if default == "fork" and forks_can_deadlock() else default)
         below = descendants(process.pid)
         assert len(below) >= 2  # a worker for the source loader, one for the target loader
     finally:
         process.kill()
         process.wait()
     deadline = time.monotonic() + 30
-    while any(Path(f"/proc/{pid}").exists() for pid in below) and time.monotonic() < deadline:
+    while still_running(below) and time.monotonic() < deadline:
         time.sleep(0.5)
-    alive = [pid for pid in below if Path(f"/proc/{pid}").exists()]
-    for pid in alive:
+    left = still_running(below)
+    for pid in left:
         os.kill(pid, signal.SIGKILL)
-    assert not alive, "processes left running by a killed training process"
+    assert not left, "processes left running by a killed training process"

@@ -6,9 +6,10 @@ fork itself, before it runs a line. A training process has such threads (under t
 worker forked from it once never started, and the run hung without a word). On those versions,
 where workers would be forked (Linux's default), they are forked from a forkserver instead: a
 server process that has imported da-detect (so torch and detectron2) once and runs no other
-Python thread. They receive the dataset and its mapper pickled, and each exits once the process
-that started it has ended (torch's own check watches a worker's parent: here the server, which
-lives on while any worker does).
+Python thread. They receive the dataset and its mapper pickled. A worker started from a
+forkserver, here or where it is the default (Python 3.14 on), exits once the process that started
+it has ended: torch's own check watches a worker's parent, the server, which lives on while any
+worker does.
 """
 import multiprocessing
 import os
@@ -32,13 +33,19 @@ def forks_can_deadlock(version=None):
 
 def start_workers_safely(loader):
     """Make the DataLoader ``loader`` start its workers from the forkserver where they would be
-    forked by an interpreter with gh-112275 (:func:`forks_can_deadlock`); returns it."""
-    default = multiprocessing.get_start_method(allow_none=True) or (
+    forked by an interpreter with gh-112275 (:func:`forks_can_deadlock`), and end them with this
+    process wherever they start from the forkserver (as by default from Python 3.14); returns
+    it."""
+    if not loader.num_workers:
+        return loader
+    method = multiprocessing.get_start_method(allow_none=True) or (
         multiprocessing.get_all_start_methods()[0])
-    if loader.num_workers and default == "fork" and forks_can_deadlock():
+    if method == "fork" and forks_can_deadlock():
         forkserver = multiprocessing.get_context("forkserver")
         forkserver.set_forkserver_preload(["da_detect"])  # read when the server starts
         loader.multiprocessing_context = forkserver
+        method = "forkserver"
+    if method == "forkserver":
         loader.worker_init_fn = partial(exit_with, os.getpid())
     return loader
 
@@ -54,5 +61,5 @@ def _exit_once_ended(pid):
         time.sleep(WATCH_INTERVAL)
         try:
             os.kill(pid, 0)
-        except ProcessLookupError:
+        except (ProcessLookupError, PermissionError):  # gone (its pid another user's since)
             os._exit(1)
