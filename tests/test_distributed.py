@@ -17,7 +17,7 @@ def torchrun(output_dir, *opts):
         "SOLVER.WARMUP_ITERS", "2", "SOLVER.IMS_PER_BATCH", "2", "SOLVER.TARGET_IMS_PER_BATCH", "2",
         # 4 source-only steps, whose domain classifiers get no gradient, then 4 adapting
         "MODEL.DA.START_ITER", "4", "SOLVER.CHECKPOINT_PERIOD", "4", "DATASETS.TEST", "()",
-        # one worker per loader, forked from the forkserver in processes that run gloo's threads
+        # one worker per loader, in processes that run gloo's threads (start_workers_safely)
         "DATALOADER.NUM_WORKERS", "1", "WANDB.ENABLED", "False", "OUTPUT_DIR", output_dir, *opts,
         timeout=600)
     assert result.returncode == 0, result.stderr[-4000:]
