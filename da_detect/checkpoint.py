@@ -32,8 +32,9 @@ class DACheckpointer(DetectionCheckpointer):
       checkpoint's name nor a ``last_checkpoint`` naming one: ``--resume`` finds the last complete
       checkpoint;
     * safe loading (see the module docstring); ``allow_unsafe_pickle`` opts out;
-    * with several processes, ``save`` is called by every process at the same point (process 0
-      writes): where process 0 cannot write, every process raises the :class:`CheckpointError`.
+    * with several processes, ``save`` and ``resume_or_load`` are called by every process at the
+      same point (process 0 writes): where one process cannot write or load, or where they would
+      load different files, every process raises the same :class:`CheckpointError`.
     """
 
     def __init__(self, model, save_dir="", *, allow_unsafe_pickle=False, **kwargs):
@@ -70,14 +71,15 @@ class DACheckpointer(DetectionCheckpointer):
             raise CheckpointError(f"{writing}: could not be written ({e.strerror or e}); the "
                                   f"checkpoints saved before it are intact") from e
 
-    def require_the_same_checkpoint(self, weights, resume):
-        """With several processes: every process raises the same :class:`CheckpointError` where
-        they would not load the same file, ``weights`` or, with ``resume``, the last checkpoint
-        of their save_dir (a save_dir that is not one folder shared by every machine: the
-        processes would train or evaluate different weights together). Every process must call
-        this at the same point."""
+    def resume_or_load(self, path, *, resume=True):
+        """fvcore's: with ``resume``, the last checkpoint of save_dir where it has one (and the
+        trainer's state with it), else the weights ``path``. Every process calls this at the same
+        point, and every process raises the same :class:`CheckpointError` where any could not
+        load its file, or where they would not load the same file (a save_dir that is not one
+        folder shared by every machine: the processes would train or evaluate different weights
+        together)."""
         resuming = resume and self.has_checkpoint()
-        loads = self.get_checkpoint_file() if resuming else weights
+        loads = self.get_checkpoint_file() if resuming else path
         if len(set(comm.all_gather(loads))) > 1:
             raise_for_problems(
                 f"loads {loads or 'no weights'}"
@@ -86,6 +88,8 @@ class DACheckpointer(DetectionCheckpointer):
                 lambda sources: f"the processes would not load the same checkpoint: {sources}; "
                                 f"--resume needs OUTPUT_DIR {self.save_dir} to be one folder "
                                 f"that every machine shares")
+        with raised_together(CheckpointError):
+            return super().resume_or_load(path, resume=resume)
 
     def load(self, path, *args, **kwargs):
         """detectron2's ``load``; a :class:`CheckpointError` naming ``path`` where no such local

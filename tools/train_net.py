@@ -71,13 +71,12 @@ def main(args):
             model = DATrainer.build_model(cfg)
             checkpointer = DACheckpointer(model, save_dir=cfg.OUTPUT_DIR,
                                           allow_unsafe_pickle=cfg.MODEL.ALLOW_UNSAFE_PICKLE)
-            checkpointer.require_the_same_checkpoint(cfg.MODEL.WEIGHTS, args.resume)
+            checkpointer.resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
             with raised_together(CheckpointError):
-                if not cfg.MODEL.WEIGHTS and not (args.resume and checkpointer.has_checkpoint()):
+                if not checkpointer.loaded:
                     raise CheckpointError("--eval-only: MODEL.WEIGHTS is empty (and no "
                                           "checkpoint in OUTPUT_DIR to --resume from): nothing "
                                           "to evaluate")
-                checkpointer.resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
                 checkpointer.require_inference_weights()
             if comm.is_main_process():
                 keep_earlier_predictions(cfg)

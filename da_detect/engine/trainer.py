@@ -88,15 +88,11 @@ class DATrainer(DefaultTrainer):
         self.register_hooks(self.build_hooks())
 
     def resume_or_load(self, resume=True):
-        """detectron2's, then the data stream moves on to the first step to run.
-
-        With several processes, every process raises the same :class:`CheckpointError` where
-        they would not load the same file (``--resume`` with an OUTPUT_DIR that is not one folder
-        shared by every machine: the processes would train from different steps and weights
-        together) or where any could not load it."""
-        self.checkpointer.require_the_same_checkpoint(self.cfg.MODEL.WEIGHTS, resume)
-        with raised_together(CheckpointError):
-            super().resume_or_load(resume)
+        """detectron2's, then the data stream moves on to the first step to run. With several
+        processes, every process raises the same :class:`CheckpointError` where one could not
+        load its file or where they would not load the same one
+        (:meth:`DACheckpointer.resume_or_load`)."""
+        super().resume_or_load(resume)
         if self.start_iter:
             self.data_loader.start_at(self.start_iter)
             # SimpleTrainer took its iterator at construction; take a new one from this step.
