@@ -10,9 +10,10 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from conftest import REPO, SMALL_IMAGES, SYNTHETIC_DA
-from da_detect.data.worker_processes import forks_can_deadlock
+from da_detect.data.worker_processes import forks_can_deadlock, start_workers_safely
 
 # Takes a training step's batch with a worker per loader, says how it started its workers, then
 # waits to be killed.
@@ -35,6 +36,26 @@ time.sleep(600)
     ((3, 9, 0), True), ((3, 12, 0), False), ((3, 13, 5), False), ((4, 0, 0), False)])
 def test_the_cpython_versions_whose_forks_can_deadlock(version, affected):
     assert forks_can_deadlock(version) == affected
+
+
+class WorkerMarks(torch.utils.data.Dataset):
+    """Two items, each the mark that :func:`mark_worker` left in the worker that loads it."""
+
+    def __len__(self):
+        return 2
+
+    def __getitem__(self, index):
+        return os.environ.get("DA_DETECT_TEST_WORKER_MARK")
+
+
+def mark_worker(worker_id):
+    os.environ["DA_DETECT_TEST_WORKER_MARK"] = f"worker {worker_id}"
+
+
+def test_a_loaders_own_worker_init_fn_still_runs():
+    loader = start_workers_safely(torch.utils.data.DataLoader(
+        WorkerMarks(), batch_size=None, num_workers=1, worker_init_fn=mark_worker))
+    assert list(loader) == ["worker 0", "worker 0"]
 
 
 def process_table():

@@ -34,8 +34,8 @@ def forks_can_deadlock(version=None):
 def start_workers_safely(loader):
     """Make the DataLoader ``loader`` start its workers from the forkserver where they would be
     forked by an interpreter with gh-112275 (:func:`forks_can_deadlock`), and end them with this
-    process wherever they start from the forkserver (as by default from Python 3.14); returns
-    it."""
+    process wherever they start from the forkserver (as by default from Python 3.14), after
+    which the loader's own ``worker_init_fn``, if any, still runs; returns it."""
     if not loader.num_workers:
         return loader
     method = multiprocessing.get_start_method(allow_none=True) or (
@@ -46,14 +46,17 @@ def start_workers_safely(loader):
         loader.multiprocessing_context = forkserver
         method = "forkserver"
     if method == "forkserver":
-        loader.worker_init_fn = partial(exit_with, os.getpid())
+        loader.worker_init_fn = partial(exit_with, os.getpid(), loader.worker_init_fn)
     return loader
 
 
-def exit_with(pid, worker_id):
+def exit_with(pid, then, worker_id):
     """A DataLoader ``worker_init_fn``: the worker exits within WATCH_INTERVAL seconds of the end
-    of process ``pid`` (once its parent has reaped it)."""
+    of process ``pid`` (once its parent has reaped it); ``then(worker_id)`` runs next, where
+    ``then`` is not None."""
     threading.Thread(target=_exit_once_ended, args=(pid,), daemon=True).start()
+    if then is not None:
+        then(worker_id)
 
 
 def _exit_once_ended(pid):
