@@ -18,6 +18,7 @@ os.environ.setdefault("WANDB_MODE", "offline")
 
 import da_detect  # noqa: E402,F401
 import torch  # noqa: E402
+from detectron2.data import DatasetCatalog, MetadataCatalog  # noqa: E402
 from detectron2.modeling import build_model  # noqa: E402
 
 from da_detect.config import load_config  # noqa: E402
@@ -27,10 +28,10 @@ SYNTHETIC_DA = REPO / "configs" / "synthetic" / "da_faster_rcnn_R18_FPN.yaml"
 # Images of about 128x160 instead of the synthetic configs' 256x320: models build and run fast.
 SMALL_IMAGES = ["INPUT.MIN_SIZE_TRAIN", "(128,)", "INPUT.MAX_SIZE_TRAIN", "160",
                 "INPUT.MIN_SIZE_TEST", "128", "INPUT.MAX_SIZE_TEST", "160"]
-# A short training run on small images: 24 steps, a checkpoint after steps 8, 16 and 24, no
-# evaluation.
-SHORT_RUN = [*SMALL_IMAGES, "SOLVER.WARMUP_ITERS", "4", "SOLVER.STEPS", "(12,)",
-             "SOLVER.MAX_ITER", "24", "SOLVER.CHECKPOINT_PERIOD", "8",
+# A short training run on small images: 12 steps (the learning rate falls after step 6), a
+# checkpoint after steps 4, 8 and 12, no evaluation.
+SHORT_RUN = [*SMALL_IMAGES, "SOLVER.WARMUP_ITERS", "2", "SOLVER.STEPS", "(6,)",
+             "SOLVER.MAX_ITER", "12", "SOLVER.CHECKPOINT_PERIOD", "4",
              "DATALOADER.NUM_WORKERS", "1", "DATASETS.TEST", "()", "WANDB.ENABLED", "False"]
 
 
@@ -80,6 +81,28 @@ def untrained_weights(path, config, **entries):
     beside its weights: what ``--eval-only`` needs to go on to its data."""
     torch.save({"model": build_model(load_config(str(config))).state_dict(), **entries}, path)
     return path
+
+
+def first_images(count, folder, *splits):
+    """The first ``count`` images of each built-in synthetic split in ``splits`` as a COCO-JSON
+    domain ``<split>_first_<count>``, its JSON written into ``folder``: a few images to evaluate
+    on, where a split's hundred would take most of a short test's time. Returns (the domains'
+    names, the DATASETS.COCO_DOMAINS override registering them)."""
+    names, domains = [], []
+    for split in splits:
+        DatasetCatalog.get(split)  # generated on first use
+        metadata = MetadataCatalog.get(split)
+        coco = json.loads(Path(metadata.json_file).read_text())
+        images = coco["images"][:count]
+        kept = {image["id"] for image in images}
+        name = f"{split}_first_{count}"
+        json_file = Path(folder) / f"{name}.json"
+        json_file.write_text(json.dumps({
+            **coco, "images": images,
+            "annotations": [a for a in coco["annotations"] if a["image_id"] in kept]}))
+        names.append(name)
+        domains.append([name, str(json_file), metadata.image_root])
+    return names, ["DATASETS.COCO_DOMAINS", repr(domains)]
 
 
 def run_in_two_processes(script, *args, environment=(), timeout=300):

@@ -14,12 +14,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
-from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data import MetadataCatalog
 from detectron2.utils.env import seed_all_rng
 from torch import nn
 
 from conftest import (REPO, SHORT_RUN, SMALL_IMAGES, SYNTHETIC_DA, SYNTHETIC_FPN,
-                      error_line_of_two_processes, metrics, run_train_net,
+                      error_line_of_two_processes, first_images, metrics, run_train_net,
                       run_in_two_processes, untrained_weights)
 from da_detect.atomic_file import atomic_open
 from da_detect.checkpoint import CheckpointError, DACheckpointer
@@ -50,8 +50,8 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path):
     process = subprocess.Popen(train_net_command(killed), stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, cwd=REPO, start_new_session=True)
     tag, deadline = killed / "last_checkpoint", time.time() + 300
-    while not (tag.exists() and tag.read_text() == "model_0000007.pth"):
-        assert process.poll() is None and time.time() < deadline, "no checkpoint at iteration 7"
+    while not (tag.exists() and tag.read_text() == "model_0000003.pth"):
+        assert process.poll() is None and time.time() < deadline, "no checkpoint at iteration 3"
         time.sleep(0.05)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
@@ -60,32 +60,28 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path):
     result = subprocess.run(train_net_command(killed, "--resume"), capture_output=True, text=True,
                             cwd=REPO)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "Starting training from iteration 8" in (killed / "log.txt").read_text()
+    assert "Starting training from iteration 4" in (killed / "log.txt").read_text()
 
     expected = torch.load(uninterrupted / "model_final.pth")
     resumed = torch.load(killed / "model_final.pth")
-    assert expected["iteration"] == resumed["iteration"] == 23
+    assert expected["iteration"] == resumed["iteration"] == 11
     for key, value in expected["model"].items():
         assert torch.equal(value, resumed["model"][key]), key
     assert logged(uninterrupted) == logged(killed)
-    assert set(logged(killed)) == {19, 23}
-    assert {"loss_da_image", "loss_da_instance", "lr"} <= set(logged(killed)[23])
+    assert set(logged(killed)) == {11}
+    assert {"loss_da_image", "loss_da_instance", "lr"} <= set(logged(killed)[11])
 
 
 def test_evaluation_during_training_leaves_the_trained_weights_as_they_are(tmp_path):
     """Evaluation's data loader draws from torch's generator; without the generators put back,
     the steps after it sample other regions, and a run resumed from the checkpoint saved just
     before an evaluation would go on differently from the uninterrupted run."""
-    split = "synthetic_foggy_val_first_2"
-    if split not in DatasetCatalog.list():
-        DatasetCatalog.register(split, lambda: DatasetCatalog.get("synthetic_foggy_val")[:2])
-        MetadataCatalog.get(split).set(
-            thing_classes=MetadataCatalog.get("synthetic_foggy_val").thing_classes)
+    (split,), domain = first_images(2, tmp_path, "synthetic_foggy_val")
     trained = {}
     for period in (0, 2):
         cfg = load_config(str(SYNTHETIC_DA), [
             "SOLVER.MAX_ITER", "3", "SOLVER.WARMUP_ITERS", "0", "DATALOADER.NUM_WORKERS", "0",
-            "DATASETS.TEST", f"('{split}',)", "TEST.EVAL_PERIOD", str(period),
+            *domain, "DATASETS.TEST", f"('{split}',)", "TEST.EVAL_PERIOD", str(period),
             "WANDB.ENABLED", "False", "OUTPUT_DIR", str(tmp_path / str(period))])
         seed_all_rng(cfg.SEED)
         trainer = DATrainer(cfg)
@@ -259,16 +255,17 @@ def test_a_bad_image_in_one_process_s_part_of_an_evaluation_stops_every_process(
 
 def test_a_checkpoint_process_0_cannot_write_stops_every_process(tmp_path):
     (tmp_path / "model_0000001.pth").mkdir()  # in the way of the second checkpoint
+    (val,), domain = first_images(4, tmp_path, "synthetic_clean_val")
     error = error_line_of_two_processes(
-        "tools/train_net.py", "--config-file", SYNTHETIC_FPN, *SMALL_IMAGES,
+        "tools/train_net.py", "--config-file", SYNTHETIC_FPN, *SMALL_IMAGES, *domain,
         "SOLVER.MAX_ITER", "3", "SOLVER.IMS_PER_BATCH", "2", "SOLVER.CHECKPOINT_PERIOD", "1",
         # step 0 is checkpointed, then evaluated, by every process in the same order
-        "DATASETS.TEST", "('synthetic_clean_val',)", "TEST.EVAL_PERIOD", "1",
+        "DATASETS.TEST", f"('{val}',)", "TEST.EVAL_PERIOD", "1",
         "DATALOADER.NUM_WORKERS", "0", "WANDB.ENABLED", "False", "OUTPUT_DIR", tmp_path)
     assert error == (f"error: process 0: {tmp_path}/model_0000001.pth: could not be written "
                      f"(Is a directory); the checkpoints saved before it are intact")
     assert (tmp_path / "last_checkpoint").read_text() == "model_0000000.pth"
-    assert list(json.loads((tmp_path / "results.json").read_text())) == ["synthetic_clean_val"]
+    assert list(json.loads((tmp_path / "results.json").read_text())) == [val]
 
 
 def test_a_run_whose_last_step_fails_stops_without_its_final_evaluation(tmp_path):

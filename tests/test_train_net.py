@@ -12,12 +12,20 @@ from PIL import Image
 from pycocotools.coco import COCO
 from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
-from conftest import (REPO, SMALL_IMAGES, SYNTHETIC_DA, SYNTHETIC_FPN, exit_of, metrics,
-                      run_script, run_train_net, wandb_records)
+from conftest import (REPO, SMALL_IMAGES, SYNTHETIC_DA, SYNTHETIC_FPN, exit_of, first_images,
+                      metrics, run_script, run_train_net, wandb_records)
 
-QUICK = [*SMALL_IMAGES, "SOLVER.WARMUP_ITERS", "10", "SOLVER.STEPS", "()",
-         "DATALOADER.NUM_WORKERS", "0", "WANDB.ENABLED", "False",
-         "DATASETS.TEST", "('synthetic_foggy_val',)"]
+VAL = "synthetic_foggy_val_first_10"  # what the runs of this module evaluate on, see ``quick``
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    """Overrides for short runs on small images that evaluate on VAL."""
+    names, domain = first_images(10, tmp_path_factory.mktemp("val"), "synthetic_foggy_val")
+    assert names == [VAL]
+    return [*SMALL_IMAGES, "SOLVER.WARMUP_ITERS", "10", "SOLVER.STEPS", "()",
+            "DATALOADER.NUM_WORKERS", "0", "WANDB.ENABLED", "False", *domain,
+            "DATASETS.TEST", f"('{VAL}',)"]
 
 
 def infer_command(*args):
@@ -34,10 +42,11 @@ def visualize_command(source_only, adapted, *args):
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A 60-iteration source-only run with a checkpoint at iteration 40, evaluated at the end."""
+def trained(tmp_path_factory, quick):
+    """A 60-iteration source-only run with a checkpoint at iteration 40, evaluated on VAL at the
+    end."""
     out = tmp_path_factory.mktemp("train")
-    result = run_train_net("--config-file", SYNTHETIC_FPN, *QUICK, "SOLVER.MAX_ITER", "60",
+    result = run_train_net("--config-file", SYNTHETIC_FPN, *quick, "SOLVER.MAX_ITER", "60",
                            "SOLVER.CHECKPOINT_PERIOD", "40", "OUTPUT_DIR", out)
     return out, result
 
@@ -57,22 +66,22 @@ def test_training_writes_checkpoints_and_per_class_ap50(trained):
     assert (out / "last_checkpoint").read_text() == "model_final.pth"
     log = (out / "log.txt").read_text()
     assert "Per-category bbox AP50" in log
-    results = json.loads((out / "results.json").read_text())["synthetic_foggy_val"]["bbox"]
+    results = json.loads((out / "results.json").read_text())[VAL]["bbox"]
     for cls in ("car", "person", "bus"):
         assert 0 <= results[f"AP50-{cls}"] <= 100
     assert metrics(out)[-1]["bbox/AP50-car"] == results["AP50-car"]
 
 
-def test_eval_only_reproduces_the_numbers(trained, tmp_path):
+def test_eval_only_reproduces_the_numbers(trained, quick, tmp_path):
     out, _ = trained
     # as in the training run's OUTPUT_DIR: its config, results and predictions
     shutil.copy(out / "config.yaml", tmp_path)
     shutil.copy(out / "results.json", tmp_path)
     shutil.copytree(out / "inference", tmp_path / "inference")
     (tmp_path / "config.eval-only.yaml").write_text("an earlier evaluation's")
-    predictions = tmp_path / "inference" / "synthetic_foggy_val" / "coco_instances_results.json"
+    predictions = tmp_path / "inference" / VAL / "coco_instances_results.json"
     predictions.write_text("[]")  # an earlier evaluation's, so that it differs from the new one
-    run_train_net("--config-file", SYNTHETIC_FPN, "--eval-only", *QUICK,
+    run_train_net("--config-file", SYNTHETIC_FPN, "--eval-only", *quick,
                   "MODEL.WEIGHTS", out / "model_final.pth", "OUTPUT_DIR", tmp_path)
     after_training = json.loads((out / "results.json").read_text())
     evaluated = json.loads((tmp_path / "results.json").read_text())
@@ -84,18 +93,18 @@ def test_eval_only_reproduces_the_numbers(trained, tmp_path):
     # every file an earlier run wrote is kept, renamed after its time
     for kept, earlier in (("results.*.json", (out / "results.json").read_text()),
                           ("config.eval-only.*.yaml", "an earlier evaluation's"),
-                          ("inference/synthetic_foggy_val/coco_instances_results.*.json", "[]")):
+                          (f"inference/{VAL}/coco_instances_results.*.json", "[]")):
         assert [p.read_text() for p in tmp_path.glob(kept)] == [earlier], kept
     earlier_raw = list(predictions.parent.glob("instances_predictions.*.pth"))
     assert [p.read_bytes() for p in earlier_raw] == [
-        (out / "inference" / "synthetic_foggy_val" / "instances_predictions.pth").read_bytes()]
+        (out / "inference" / VAL / "instances_predictions.pth").read_bytes()]
     assert json.loads(predictions.read_text())  # the new evaluation's detections
 
 
-def test_a_new_run_refuses_an_output_dir_with_checkpoints(trained, tmp_path):
+def test_a_new_run_refuses_an_output_dir_with_checkpoints(trained, quick, tmp_path):
     out, _ = trained
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
-    result = run_train_net("--config-file", SYNTHETIC_FPN, *QUICK, "SOLVER.MAX_ITER", "60",
+    result = run_train_net("--config-file", SYNTHETIC_FPN, *quick, "SOLVER.MAX_ITER", "60",
                            "OUTPUT_DIR", out, check=False)
     assert result.returncode != 0
     assert result.stderr.strip().splitlines()[-1].startswith(
@@ -107,7 +116,7 @@ def test_a_new_run_refuses_an_output_dir_with_checkpoints(trained, tmp_path):
     killed = tmp_path / "run[1]"
     killed.mkdir()
     os.link(out / "model_0000039.pth", killed / "model_0000039.pth")
-    result = run_train_net("--config-file", SYNTHETIC_FPN, *QUICK, "OUTPUT_DIR", killed,
+    result = run_train_net("--config-file", SYNTHETIC_FPN, *quick, "OUTPUT_DIR", killed,
                            check=False)
     assert result.stderr.strip().splitlines()[-1].startswith(
         f"error: OUTPUT_DIR {killed} holds an earlier run's checkpoints "
@@ -115,8 +124,8 @@ def test_a_new_run_refuses_an_output_dir_with_checkpoints(trained, tmp_path):
     assert [p.name for p in killed.iterdir()] == ["model_0000039.pth"]
 
 
-def test_resume_continues_from_the_last_checkpoint_and_logs_each_value_once(tmp_path):
-    common = [*QUICK, "WANDB.ENABLED", "True", "WANDB.MODE", "offline", "TEST.EVAL_PERIOD", "10",
+def test_resume_continues_from_the_last_checkpoint_and_logs_each_value_once(quick, tmp_path):
+    common = [*quick, "WANDB.ENABLED", "True", "WANDB.MODE", "offline", "TEST.EVAL_PERIOD", "10",
               "OUTPUT_DIR", tmp_path]
     run_train_net("--config-file", SYNTHETIC_DA, *common, "SOLVER.MAX_ITER", "20")
     assert (tmp_path / "last_checkpoint").read_text() == "model_final.pth"
@@ -346,13 +355,16 @@ def test_adapting_to_an_image_folder_then_comparing_splits(trained, tmp_path):
                   "SOLVER.MAX_ITER", "4", "DATASETS.TEST", "()")
     log = (tmp_path / "adapted" / "log.txt").read_text()
     assert "6 target images, 2 per step" in log
-    run_train_net("--config-file", config, "--eval-only", *common,
-                  "MODEL.WEIGHTS", tmp_path / "adapted" / "model_final.pth")
+    (clean, foggy), domains = first_images(10, tmp_path, "synthetic_clean_val",
+                                           "synthetic_foggy_val")
+    run_train_net("--config-file", config, "--eval-only", *common, *domains,
+                  "MODEL.WEIGHTS", tmp_path / "adapted" / "model_final.pth",
+                  "DATASETS.TEST", f"('{clean}', '{foggy}')")
     results = json.loads((tmp_path / "adapted" / "results.json").read_text())
-    assert set(results) == {"synthetic_clean_val", "synthetic_foggy_val"}
+    assert set(results) == {clean, foggy}
     log = (tmp_path / "adapted" / "log.txt").read_text()
     table = log[log.index("AP50 (%) by split:"):].splitlines()
     header = [cell.strip() for cell in table[1].split("|")[1:-1]]
-    assert header == ["class", "synthetic_clean_val", "synthetic_foggy_val"]
+    assert header == ["class", clean, foggy]
     bus_row = next(line for line in table if line.startswith("| bus"))
-    assert f"{results['synthetic_foggy_val']['bbox']['AP50-bus']:.1f}" in bus_row
+    assert f"{results[foggy]['bbox']['AP50-bus']:.1f}" in bus_row

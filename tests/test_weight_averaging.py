@@ -6,9 +6,9 @@ import torch
 
 from conftest import SHORT_RUN, SYNTHETIC_FPN, run_train_net
 
-# SHORT_RUN checkpoints after steps 8, 16 and 24; the averaged run takes the mean of those three.
-AVERAGING = ["SOLVER.WEIGHT_AVERAGING.ENABLED", "True", "SOLVER.WEIGHT_AVERAGING.START_ITER", "8",
-             "SOLVER.WEIGHT_AVERAGING.PERIOD", "8"]
+# SHORT_RUN checkpoints after steps 4, 8 and 12; the averaged run takes the mean of those three.
+AVERAGING = ["SOLVER.WEIGHT_AVERAGING.ENABLED", "True", "SOLVER.WEIGHT_AVERAGING.START_ITER", "4",
+             "SOLVER.WEIGHT_AVERAGING.PERIOD", "4"]
 
 
 def weights(path):
@@ -25,11 +25,12 @@ def test_final_model_is_the_mean_of_the_last_steps_weights_and_survives_resume(t
     train(plain)
     train(averaged, *AVERAGING)
 
-    # Averaging leaves training alone: the weights after step 16 are the plain run's.
-    for key, value in weights(plain / "model_0000015.pth").items():
-        assert torch.equal(value, weights(averaged / "model_0000015.pth")[key]), key
+    # Averaging leaves training alone: the weights after step 8 are the plain run's.
+    after_step_8 = weights(averaged / "model_0000007.pth")
+    for key, value in weights(plain / "model_0000007.pth").items():
+        assert torch.equal(value, after_step_8[key]), key
     steps = [weights(plain / name) for name in
-             ("model_0000007.pth", "model_0000015.pth", "model_final.pth")]
+             ("model_0000003.pth", "model_0000007.pth", "model_final.pth")]
     final = weights(averaged / "model_final.pth")
     changed = 0
     for key, value in final.items():
@@ -40,11 +41,12 @@ def test_final_model_is_the_mean_of_the_last_steps_weights_and_survives_resume(t
         changed += not torch.equal(value, steps[-1][key])
     assert changed > 0.9 * len(final)  # trained weights moved; the mean is not the last step's
 
-    # Resumed after step 16 (two of the three steps averaged), it ends with the same mean.
+    # Resumed after step 8 (two of the three steps averaged), it ends with the same mean.
     shutil.copytree(averaged, resumed)
-    for name in ("model_final.pth", "model_0000023.pth"):
+    for name in ("model_final.pth", "model_0000011.pth"):
         (resumed / name).unlink()
-    (resumed / "last_checkpoint").write_text("model_0000015.pth")
+    (resumed / "last_checkpoint").write_text("model_0000007.pth")
     train(resumed, *AVERAGING, resume=True)
+    resumed_final = weights(resumed / "model_final.pth")
     for key, value in final.items():
-        assert torch.equal(value, weights(resumed / "model_final.pth")[key]), key
+        assert torch.equal(value, resumed_final[key]), key
