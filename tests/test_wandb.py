@@ -12,7 +12,7 @@ from da_detect.engine.wandb_writer import WandbWriter
 
 
 def test_training_logs_losses_and_config_to_offline_wandb(tmp_path):
-    run_train_net("--config-file", SYNTHETIC_DA, *SMALL_IMAGES, "SOLVER.MAX_ITER", "20",
+    run_train_net("--config-file", SYNTHETIC_DA, *SMALL_IMAGES, "SOLVER.MAX_ITER", "10",
                   "SOLVER.WARMUP_ITERS", "5", "DATASETS.TEST", "()", "DATALOADER.NUM_WORKERS", "0",
                   "WANDB.NAME", "adapt-test", "OUTPUT_DIR", tmp_path)
     (run_file,) = tmp_path.glob("wandb/offline-run-*/run-*.wandb")
@@ -20,8 +20,8 @@ def test_training_logs_losses_and_config_to_offline_wandb(tmp_path):
     history = [{item.key or "/".join(item.nested_key): item.value_json for item in r.history.item}
                for r in records if r.WhichOneof("record_type") == "history"]
     logged = history[-1]
-    assert logged["_step"] == "19"
-    (written,) = [entry for entry in metrics(tmp_path) if entry["iteration"] == 19]
+    assert logged["_step"] == "9"
+    (written,) = [entry for entry in metrics(tmp_path) if entry["iteration"] == 9]
     for key in ("total_loss", "loss_cls", "loss_rpn_cls", "loss_da_image", "loss_da_instance",
                 "loss_da_consistency", "lr", "da/image_accuracy"):
         assert float(logged[key]) == pytest.approx(written[key], rel=1e-6), key
