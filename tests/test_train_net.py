@@ -201,6 +201,18 @@ def test_bad_input_gives_one_clear_error_line(args, message, tmp_path):
     assert "Traceback" not in result.stderr
 
 
+def test_a_file_in_the_way_of_a_predictions_folder_stops_the_run_before_it_trains(tmp_path):
+    (tmp_path / "inference").touch()  # where the evaluation would make inference/<split>/
+    result = run_train_net("--config-file", SYNTHETIC_FPN, *SMALL_IMAGES, "SOLVER.MAX_ITER", "1",
+                           "DATASETS.TEST", "('synthetic_foggy_val',)", "WANDB.ENABLED", "False",
+                           "OUTPUT_DIR", tmp_path, check=False)
+    folder = tmp_path / "inference" / "synthetic_foggy_val"
+    assert result.returncode == 1 and result.stderr.strip().splitlines()[-1] == (
+        f"error: {folder}, where the evaluation of synthetic_foggy_val writes its predictions: "
+        f"cannot be made a folder (Not a directory: {folder})")
+    assert [p.name for p in tmp_path.iterdir()] == ["inference"]  # no config, log or checkpoint
+
+
 def test_infer_writes_coco_detections_and_drawn_images(trained, tmp_path):
     out, _ = trained
     folder = tmp_path / "frames"

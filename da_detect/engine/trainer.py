@@ -234,6 +234,22 @@ def predictions_folder(cfg, dataset_name):
     return os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
 
 
+def make_predictions_folders(cfg):
+    """Make the folder where the evaluation of each DATASETS.TEST split writes its predictions
+    (the VOC07 evaluator writes none). One that cannot be made (a file in the way) raises
+    ConfigError naming it: found before training or evaluating, not at their end."""
+    if cfg.TEST.AP_METHOD == "voc07":
+        return
+    for split in cfg.DATASETS.TEST:
+        folder = predictions_folder(cfg, split)
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except OSError as e:
+            raise ConfigError(f"{folder}, where the evaluation of {split} writes its "
+                              f"predictions: cannot be made a folder ({e.strerror}: "
+                              f"{e.filename})") from e
+
+
 def keep_earlier_predictions(cfg):
     """Keep the prediction files an earlier evaluation wrote for each DATASETS.TEST split under
     timestamped names (:func:`keep_earlier`), so that an evaluation run does not replace them.
