@@ -188,6 +188,8 @@ NEEDS_NO_GPU = pytest.mark.skipif(torch.cuda.is_available(), reason="this machin
     (["--config-file", SYNTHETIC_FPN, "OUTPUT_DIR", "a_file"],
      "OUTPUT_DIR a_file: cannot be made a folder (File exists: a_file)"),
     (["--config-file", SYNTHETIC_FPN, "--eval-only"], "--eval-only: MODEL.WEIGHTS is empty"),
+    (["--config-file", SYNTHETIC_FPN, "--eval-only", "DATASETS.TEST", "()"],
+     "--eval-only: DATASETS.TEST is empty: no split to evaluate on"),
     (["--config-file", SYNTHETIC_FPN, "--eval-only", "MODEL.WEIGHTS", "output/no-such.pth"],
      "output/no-such.pth: no such checkpoint file"),
 ])

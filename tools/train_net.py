@@ -35,6 +35,8 @@ def setup(args):
     with raised_together(ConfigError):  # a file that one machine lacks stops every process
         cfg = load_config(args.config_file, args.opts)
         cfg.freeze()
+        if args.eval_only and not cfg.DATASETS.TEST:
+            raise ConfigError("--eval-only: DATASETS.TEST is empty: no split to evaluate on")
         try:
             os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
         except OSError as e:  # a file in the way
