@@ -20,7 +20,6 @@ from detectron2.data import DatasetCatalog
 
 from .data.albumentations_augmentation import build_albumentations
 from .data.custom import register_from_config
-from .data.classes import thing_classes
 from .data.problems import DatasetError
 
 GRL_SCHEDULES = ("constant", "dann")
@@ -138,6 +137,8 @@ def check_da_config(cfg):
     require(0 <= averaging.START_ITER <= cfg.SOLVER.MAX_ITER,
             "SOLVER.WEIGHT_AVERAGING.START_ITER", averaging.START_ITER,
             f"must be in [0, SOLVER.MAX_ITER = {cfg.SOLVER.MAX_ITER}]")
+    require(cfg.SOLVER.IMS_PER_BATCH > 0, "SOLVER.IMS_PER_BATCH", cfg.SOLVER.IMS_PER_BATCH,
+            "must be > 0")
     require(cfg.SOLVER.TARGET_IMS_PER_BATCH == -1 or cfg.SOLVER.TARGET_IMS_PER_BATCH > 0,
             "SOLVER.TARGET_IMS_PER_BATCH", cfg.SOLVER.TARGET_IMS_PER_BATCH,
             "must be > 0 (or -1 for SOLVER.IMS_PER_BATCH) when adapting")
@@ -169,15 +170,6 @@ def did_you_mean(name, choices):
     "" where none is."""
     close = difflib.get_close_matches(name, choices, n=3)
     return f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""
-
-
-def detected_classes(cfg):
-    """The class names the model detects: those of DATASETS.TRAIN's first split. Raise
-    ConfigError where DATASETS.TRAIN is empty."""
-    if not cfg.DATASETS.TRAIN:
-        raise ConfigError("DATASETS.TRAIN is empty: its first split names the classes the model "
-                          "detects")
-    return thing_classes(cfg.DATASETS.TRAIN[0])
 
 
 # detectron2's norms (``get_norm``) that normalize with the statistics of the batch

@@ -18,7 +18,8 @@ import da_detect  # noqa: F401  (detectron2 compatibility, registrations; before
 from da_detect.argument_types import new_output_folder
 from da_detect.atomic_file import atomic_open
 from da_detect.checkpoint import CheckpointError
-from da_detect.config import ConfigError, detected_classes, load_config
+from da_detect.config import ConfigError, load_config
+from da_detect.data.classes import detected_classes
 from da_detect.data.custom import load_image_folder
 from da_detect.data.images import readable_images
 from da_detect.data.problems import DatasetError

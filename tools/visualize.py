@@ -19,7 +19,8 @@ import sys
 import da_detect  # noqa: F401  (detectron2 compatibility, registrations; before detectron2)
 from da_detect.argument_types import at_least, new_output_folder
 from da_detect.checkpoint import CheckpointError
-from da_detect.config import ConfigError, detected_classes, did_you_mean, load_config
+from da_detect.config import ConfigError, did_you_mean, load_config
+from da_detect.data.classes import detected_classes
 from da_detect.data.images import readable_images
 from da_detect.data.problems import DatasetError, Problems
 from da_detect.engine.predictor import Predictor

@@ -14,12 +14,21 @@ def thing_classes(name):
     return metadata.get("thing_classes")
 
 
+def detected_classes(cfg):
+    """The class names the model detects: those of DATASETS.TRAIN's first split (None where it
+    is unlabeled). A :class:`DatasetError` where DATASETS.TRAIN is empty."""
+    if not cfg.DATASETS.TRAIN:
+        raise DatasetError("DATASETS.TRAIN is empty: its first split names the classes the "
+                           "model detects")
+    return thing_classes(cfg.DATASETS.TRAIN[0])
+
+
 def check_same_classes(cfg, names):
     """Every labeled split of ``names`` must name the classes of DATASETS.TRAIN[0], the ones the
     model learns, in the same order, and the model must have as many
     (MODEL.ROI_HEADS.NUM_CLASSES); a :class:`DatasetError` naming both otherwise."""
+    reference = detected_classes(cfg)
     reference_name = cfg.DATASETS.TRAIN[0]
-    reference = thing_classes(reference_name)
     num_classes = cfg.MODEL.ROI_HEADS.NUM_CLASSES
     if reference is not None and len(reference) != num_classes:
         raise DatasetError(f"MODEL.ROI_HEADS.NUM_CLASSES = {num_classes}, but {reference_name!r} "
