@@ -106,7 +106,8 @@ def add_da_config(cfg):
 
 
 def check_da_config(cfg):
-    """Raise ValueError naming the key if a da-detect value is out of range."""
+    """Raise ValueError naming the key if a value is out of range: da-detect's keys, and
+    detectron2's that would otherwise fail midway with a traceback, or train on nothing."""
     da = cfg.MODEL.DA
 
     def require(ok, key, value, what):
@@ -137,8 +138,18 @@ def check_da_config(cfg):
     require(0 <= averaging.START_ITER <= cfg.SOLVER.MAX_ITER,
             "SOLVER.WEIGHT_AVERAGING.START_ITER", averaging.START_ITER,
             f"must be in [0, SOLVER.MAX_ITER = {cfg.SOLVER.MAX_ITER}]")
-    require(cfg.SOLVER.IMS_PER_BATCH > 0, "SOLVER.IMS_PER_BATCH", cfg.SOLVER.IMS_PER_BATCH,
-            "must be > 0")
+    positive = {"SOLVER.IMS_PER_BATCH": cfg.SOLVER.IMS_PER_BATCH,
+                "SOLVER.MAX_ITER": cfg.SOLVER.MAX_ITER,
+                "SOLVER.CHECKPOINT_PERIOD": cfg.SOLVER.CHECKPOINT_PERIOD,
+                "INPUT.MAX_SIZE_TRAIN": cfg.INPUT.MAX_SIZE_TRAIN}
+    for key, value in positive.items():
+        require(value > 0, key, value, "must be > 0")
+    for key, value in {"DATALOADER.NUM_WORKERS": cfg.DATALOADER.NUM_WORKERS,
+                       "TEST.EVAL_PERIOD": cfg.TEST.EVAL_PERIOD}.items():
+        require(value >= 0, key, value, "must be >= 0")
+    sizes = cfg.INPUT.MIN_SIZE_TRAIN
+    require(len(sizes) > 0 and min(sizes) > 0, "INPUT.MIN_SIZE_TRAIN", sizes,
+            "must hold one size or more, each > 0")
     require(cfg.SOLVER.TARGET_IMS_PER_BATCH == -1 or cfg.SOLVER.TARGET_IMS_PER_BATCH > 0,
             "SOLVER.TARGET_IMS_PER_BATCH", cfg.SOLVER.TARGET_IMS_PER_BATCH,
             "must be > 0 (or -1 for SOLVER.IMS_PER_BATCH) when adapting")

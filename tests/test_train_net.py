@@ -185,8 +185,6 @@ NEEDS_NO_GPU = pytest.mark.skipif(torch.cuda.is_available(), reason="this machin
                  "--num-machines 2 needs CUDA", marks=NEEDS_NO_GPU),
     pytest.param(["--config-file", SYNTHETIC_FPN, "MODEL.DEVICE", "cuda"],
                  "MODEL.DEVICE cuda: this machine has no CUDA GPU", marks=NEEDS_NO_GPU),
-    (["--config-file", SYNTHETIC_FPN, "SOLVER.IMS_PER_BATCH", "0"],
-     "SOLVER.IMS_PER_BATCH = 0: must be > 0"),
     (["--config-file", SYNTHETIC_FPN, "DATASETS.TRAIN", "()"],
      "DATASETS.TRAIN is empty: its first split names the classes the model detects"),
     (["--config-file", SYNTHETIC_FPN, "OUTPUT_DIR", "a_file"],
