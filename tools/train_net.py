@@ -24,7 +24,7 @@ from da_detect.data.problems import DatasetError
 from da_detect.engine import DATrainer
 from da_detect.engine.finite_loss import NonFiniteLossError
 from da_detect.engine.launch import launch_main
-from da_detect.engine.trainer import keep_earlier_predictions, make_predictions_folders
+from da_detect.engine.trainer import keep_earlier_predictions, make_output_folders
 from da_detect.every_process import raise_for_problems, raised_together
 from detectron2.engine import default_argument_parser, default_setup
 from detectron2.utils import comm
@@ -37,11 +37,6 @@ def setup(args):
         cfg.freeze()
         if args.eval_only and not cfg.DATASETS.TEST:
             raise ConfigError("--eval-only: DATASETS.TEST is empty: no split to evaluate on")
-        try:
-            os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
-        except OSError as e:  # a file in the way
-            raise ConfigError(f"OUTPUT_DIR {cfg.OUTPUT_DIR}: cannot be made a folder "
-                              f"({e.strerror}: {e.filename})") from e
     earlier = sorted(path for pattern in ("last_checkpoint", "model_*.pth")
                      for path in glob.glob(os.path.join(glob.escape(cfg.OUTPUT_DIR), pattern))
                      if os.path.isfile(path))
@@ -49,8 +44,8 @@ def setup(args):
         f"OUTPUT_DIR {cfg.OUTPUT_DIR} holds an earlier run's checkpoints ({earlier[0]}), which "
         f"a new run would overwrite: --resume to go on with that run, or set another OUTPUT_DIR"
         if earlier and not (args.resume or args.eval_only) else None, CheckpointError)
-    with raised_together(ConfigError):  # found now, not when the run's evaluation begins
-        make_predictions_folders(cfg)
+    with raised_together(ConfigError):
+        make_output_folders(cfg)
     config_yaml = Path(cfg.OUTPUT_DIR, "config.yaml")
     trained_with = config_yaml.read_bytes() if args.eval_only and config_yaml.is_file() else None
     if (args.resume and not args.eval_only and comm.is_main_process() and config_yaml.is_file()

@@ -234,19 +234,20 @@ def predictions_folder(cfg, dataset_name):
     return os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
 
 
-def make_predictions_folders(cfg):
-    """Make the folder where the evaluation of each DATASETS.TEST split writes its predictions
-    (the VOC07 evaluator writes none). One that cannot be made (a file in the way) raises
-    ConfigError naming it: found before training or evaluating, not at their end."""
-    if cfg.TEST.AP_METHOD == "voc07":
-        return
-    for split in cfg.DATASETS.TEST:
-        folder = predictions_folder(cfg, split)
+def make_output_folders(cfg):
+    """Make OUTPUT_DIR and the folder where the evaluation of each DATASETS.TEST split writes its
+    predictions (the VOC07 evaluator writes none). One that cannot be made (a file in the way)
+    raises ConfigError naming it: found before training or evaluating, not at their end."""
+    folders = {cfg.OUTPUT_DIR: f"OUTPUT_DIR {cfg.OUTPUT_DIR}"}
+    if cfg.TEST.AP_METHOD != "voc07":
+        for split in cfg.DATASETS.TEST:
+            folder = predictions_folder(cfg, split)
+            folders[folder] = f"{folder}, where the evaluation of {split} writes its predictions"
+    for folder, what in folders.items():
         try:
             os.makedirs(folder, exist_ok=True)
         except OSError as e:
-            raise ConfigError(f"{folder}, where the evaluation of {split} writes its "
-                              f"predictions: cannot be made a folder ({e.strerror}: "
+            raise ConfigError(f"{what}: cannot be made a folder ({e.strerror}: "
                               f"{e.filename})") from e
 
 
