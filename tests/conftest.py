@@ -1,8 +1,12 @@
 """Shared fixtures. The synthetic datasets are generated into a cache under output/ (git-ignored),
 set before da_detect is imported so that its registrations point there."""
+import contextlib
 import importlib.util
+import io
 import json
+import logging
 import os
+import runpy
 import socket
 import struct
 import subprocess
@@ -20,6 +24,7 @@ import da_detect  # noqa: E402,F401
 import torch  # noqa: E402
 from detectron2.data import DatasetCatalog, MetadataCatalog  # noqa: E402
 from detectron2.modeling import build_model  # noqa: E402
+from detectron2.utils import logger as detectron2_logger  # noqa: E402
 
 from da_detect.config import load_config  # noqa: E402
 
@@ -54,15 +59,53 @@ def load_script(path):
     return module
 
 
-def exit_of(script, *args):
-    """Run the ``main()`` of the repository's script at ``script`` in this process, with ``args``
-    as its command line, and return what it exits with: SystemExit's code, a status or the
-    message ``sys.exit`` prints (argparse's errors: status 2, the message on stderr)."""
-    main = load_script(script).main
-    with pytest.MonkeyPatch.context() as patch, pytest.raises(SystemExit) as stopped:
+def exit_of(script, *args, cwd=REPO):
+    """Run the repository's script at ``script`` as its command line does, but in this process,
+    where torch and detectron2 are already imported (a subprocess spends about 6 s importing
+    them): its ``__main__`` block, with ``args`` as its command line, in folder ``cwd``. Returns
+    what it exits with: SystemExit's code (a status, or the message ``sys.exit`` prints;
+    argparse's errors: status 2, the message on stderr), None where it returns. The loggers
+    that detectron2 sets up are put back as they were."""
+    with _loggers_kept(), pytest.MonkeyPatch.context() as patch:
         patch.setattr(sys, "argv", [str(script), *map(str, args)])
-        main()
-    return stopped.value.code
+        patch.chdir(cwd)
+        try:
+            runpy.run_path(str(REPO / script), run_name="__main__")
+        except SystemExit as stopped:
+            return stopped.code
+    return None
+
+
+@contextlib.contextmanager
+def _loggers_kept():
+    """Put back the loggers that detectron2's ``setup_logger`` sets up (their handlers, level
+    and propagation) as they were. Its cache is emptied before and after, or a call with the
+    arguments of an earlier one would add no handlers for its own streams."""
+    loggers = [logging.getLogger(name) for name in ("detectron2", "fvcore", "da_detect")]
+    kept = [(logger, logger.handlers[:], logger.level, logger.propagate) for logger in loggers]
+    detectron2_logger.setup_logger.cache_clear()
+    try:
+        yield
+    finally:
+        for logger, handlers, level, propagate in kept:
+            logger.handlers[:] = handlers
+            logger.setLevel(level)
+            logger.propagate = propagate
+        detectron2_logger.setup_logger.cache_clear()
+
+
+def run_script_here(script, *args, cwd=REPO):
+    """:func:`exit_of`, its output captured: a CompletedProcess like :func:`run_script`'s, with
+    the exit status, stdout and stderr (where a ``sys.exit`` message goes, as Python writes it).
+    For runs that end soon: a run in this process shares its memory and global state."""
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        code = exit_of(script, *args, cwd=cwd)
+        if isinstance(code, str):
+            print(code, file=sys.stderr)
+    status = 0 if code is None else code if isinstance(code, int) else 1
+    return subprocess.CompletedProcess([script, *args], status, stdout.getvalue(),
+                                       stderr.getvalue())
 
 
 def metrics(output_dir):
@@ -74,6 +117,11 @@ def metrics(output_dir):
 def run_train_net(*args, check=True, cwd=REPO):
     """Run tools/train_net.py, see :func:`run_script`."""
     return run_script("tools/train_net.py", *args, check=check, cwd=cwd)
+
+
+def run_train_net_here(*args, cwd=REPO):
+    """Run tools/train_net.py in this process, see :func:`run_script_here`."""
+    return run_script_here("tools/train_net.py", *args, cwd=cwd)
 
 
 def untrained_weights(path, config, **entries):

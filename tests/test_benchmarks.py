@@ -8,7 +8,7 @@ from PIL import Image
 from pycocotools.coco import COCO
 
 from conftest import (SMALL_IMAGES, SYNTHETIC_DA, SYNTHETIC_FPN, load_script, run_script,
-                      untrained_weights)
+                      run_script_here, untrained_weights)
 from da_detect.config import load_config
 from da_detect.evaluation.comparison import gap_closed
 
@@ -115,7 +115,9 @@ def test_synthetic_benchmark_writes_table_and_chart(tmp_path):
     command = ["tools/benchmark_synthetic.py", "--variants", "source_only", "oracle", "--seeds",
                "1", "--pretrain-iters", "4", "--iters", "5", "--target", "wide_angle",
                "--precision", "mixed", "--output", tmp_path, *TINY]
-    stdout = run_script(*command).stdout
+    first = run_script_here(*command)
+    assert first.returncode == 0, first.stderr[-3000:]
+    stdout = first.stdout
     assert (tmp_path / "pretrain" / "model_final.pth").exists()
     rows = table_rows((tmp_path / "results.md").read_text())
     assert "synthetic clean -> wide_angle" in stdout.lower() and "mixed precision" in stdout
@@ -139,14 +141,14 @@ def test_synthetic_benchmark_writes_table_and_chart(tmp_path):
     # run again into the folder: the finished runs are reused (also where only options that
     # adaptation reads differ), or refused with other options
     first_report = (tmp_path / "results.md").read_text()
-    again = run_script(*command, "MODEL.DA.IMAGE.GRL_LAMBDA", "0.5")
-    assert "stage" not in again.stdout and table_rows(again.stdout) == rows
+    again = run_script_here(*command, "MODEL.DA.IMAGE.GRL_LAMBDA", "0.5")
+    assert again.returncode == 0 and "stage" not in again.stdout and table_rows(again.stdout) == rows
     kept = list(tmp_path.glob("results.*.md"))  # the first run's, under its time
     assert len(kept) == 1 and kept[0].read_text() == first_report
     assert len(list(tmp_path.glob("results.*.png"))) == 1
-    typo = run_script(*command, "MODEL.DA.IMAGE.GRL_LAMDA", "0.5", check=False)
+    typo = run_script_here(*command, "MODEL.DA.IMAGE.GRL_LAMDA", "0.5")
     assert typo.returncode == 2 and "MODEL.DA.IMAGE.GRL_LAMDA" in typo.stderr.splitlines()[-1]
-    other = run_script(*[("6" if arg == "5" else arg) for arg in command], check=False)
+    other = run_script_here(*[("6" if arg == "5" else arg) for arg in command])
     assert other.returncode == 1 and "stage 2:" not in other.stdout
     assert other.stderr.strip().splitlines()[-1].startswith(
         f"error: {tmp_path / 'source_only' / 'seed1'} holds a run with other options")
@@ -254,9 +256,9 @@ def test_domain_probe_reports_every_model(tmp_path):
     DACheckpointer(build_model(load_config(str(SYNTHETIC_DA), TINY)), save_dir=str(tmp_path)).save(
         "random")
     weights = tmp_path / "random.pth"
-    stdout = run_script("benchmarks/domain_probe.py", "--config-file", SYNTHETIC_DA, "--weights",
-                        f"first={weights}", f"second={weights}", "--images", "2", "--steps", "2",
-                        *TINY).stdout
+    stdout = run_script_here("benchmarks/domain_probe.py", "--config-file", SYNTHETIC_DA,
+                             "--weights", f"first={weights}", f"second={weights}", "--images", "2",
+                             "--steps", "2", *TINY).stdout
     rows = table_rows(stdout)
     assert rows["first"] == rows["second"]  # same features, probe and data: same accuracies
     assert rows["first, its own D_img"] == rows["second, its own D_img"]
@@ -266,14 +268,14 @@ def test_domain_probe_reports_every_model(tmp_path):
     # a source-only checkpoint trained no D_img: its one row's name, which reads as a number,
     # is kept as given
     untrained_weights(tmp_path / "plain.pth", SYNTHETIC_FPN)
-    stdout = run_script("benchmarks/domain_probe.py", "--config-file", SYNTHETIC_DA, "--weights",
-                        f"1.10={tmp_path / 'plain.pth'}", "--images", "2", "--steps", "2",
-                        *TINY).stdout
+    stdout = run_script_here("benchmarks/domain_probe.py", "--config-file", SYNTHETIC_DA,
+                             "--weights", f"1.10={tmp_path / 'plain.pth'}", "--images", "2",
+                             "--steps", "2", *TINY).stdout
     assert list(table_rows(stdout)) == ["model", "1.10"]
-    missing = run_script("benchmarks/domain_probe.py", "--config-file", SYNTHETIC_DA, "--weights",
-                         f"x={tmp_path / 'missing.pth'}", *TINY, check=False)
+    missing = run_script_here("benchmarks/domain_probe.py", "--config-file", SYNTHETIC_DA,
+                              "--weights", f"x={tmp_path / 'missing.pth'}", *TINY)
     assert missing.returncode != 0 and "missing.pth" in missing.stderr
-    unknown = run_script("benchmarks/domain_probe.py", "--config-file", SYNTHETIC_DA, "--weights",
-                         str(weights), "--features", "p3", "p9", "--images", "1", *TINY,
-                         check=False)
+    unknown = run_script_here("benchmarks/domain_probe.py", "--config-file", SYNTHETIC_DA,
+                              "--weights", str(weights), "--features", "p3", "p9", "--images", "1",
+                              *TINY)
     assert unknown.returncode != 0 and "--features ['p9']" in unknown.stderr

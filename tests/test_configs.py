@@ -8,7 +8,7 @@ from detectron2.modeling import build_model
 from detectron2.utils.events import EventStorage
 from torchvision.models import vgg16, vgg16_bn
 
-from conftest import REPO, SYNTHETIC_DA, SYNTHETIC_FPN, exit_of, load_script, run_script
+from conftest import REPO, SYNTHETIC_DA, SYNTHETIC_FPN, exit_of, run_script
 from da_detect.checkpoint import DACheckpointer
 from da_detect.config import ConfigError, check_adaptation_data, load_config
 from da_detect.engine.trainer import DATrainer
@@ -99,7 +99,7 @@ def test_scaling_to_more_processes_scales_the_target_batch_and_the_adaptation_st
         load_config(str(SYNTHETIC_DA), opts + ["SOLVER.TARGET_IMS_PER_BATCH", "3"])
 
 
-def test_convert_vgg16_names_an_input_that_is_no_torchvision_vgg16(tmp_path, monkeypatch):
+def test_convert_vgg16_names_an_input_that_is_no_torchvision_vgg16(tmp_path):
     weights = vgg16(weights=None).state_dict()
     inputs = {"missing.pth": None, "text.pth": "not weights",
               "partial.pth": {k: v for k, v in weights.items() if k.startswith("features.0.")},
@@ -133,9 +133,7 @@ def test_convert_vgg16_names_an_input_that_is_no_torchvision_vgg16(tmp_path, mon
         f"error: {tmp_path}/text.pth/out.pth: its folder cannot be made (File exists: "
         f"{tmp_path}/text.pth)")
     (tmp_path / "out.pth").write_text("an earlier file")
-    monkeypatch.setattr("sys.argv", ["convert_vgg16.py", str(tmp_path / "vgg16.pth"),
-                                     str(tmp_path / "out.pth")])
-    load_script("tools/convert_vgg16.py").main()
+    assert exit_of("tools/convert_vgg16.py", tmp_path / "vgg16.pth", tmp_path / "out.pth") is None
     (earlier,) = tmp_path.glob("out.*.pth")  # kept under the time it was written
     assert earlier.read_text() == "an earlier file"
     assert torch.load(tmp_path / "out.pth")["model"].keys() == (

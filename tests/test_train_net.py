@@ -13,7 +13,7 @@ from pycocotools.coco import COCO
 from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
 from conftest import (REPO, SMALL_IMAGES, SYNTHETIC_DA, SYNTHETIC_FPN, exit_of, first_images,
-                      metrics, run_script, run_train_net, wandb_records)
+                      metrics, run_script, run_train_net, run_train_net_here, wandb_records)
 
 VAL = "synthetic_foggy_val_first_10"  # what the runs of this module evaluate on, see ``quick``
 
@@ -198,7 +198,7 @@ NEEDS_NO_GPU = pytest.mark.skipif(torch.cuda.is_available(), reason="this machin
 def test_bad_input_gives_one_clear_error_line(args, message, tmp_path):
     (tmp_path / "a_file").touch()
     # in a folder of its own: the configs' OUTPUT_DIR, ./output, is made before some checks
-    result = run_train_net(*args, check=False, cwd=tmp_path)
+    result = run_train_net_here(*args, cwd=tmp_path)
     assert result.returncode != 0
     last_line = result.stderr.strip().splitlines()[-1]
     assert last_line.startswith("error: ") and message in last_line
@@ -207,9 +207,9 @@ def test_bad_input_gives_one_clear_error_line(args, message, tmp_path):
 
 def test_a_file_in_the_way_of_a_predictions_folder_stops_the_run_before_it_trains(tmp_path):
     (tmp_path / "inference").touch()  # where the evaluation would make inference/<split>/
-    result = run_train_net("--config-file", SYNTHETIC_FPN, *SMALL_IMAGES, "SOLVER.MAX_ITER", "1",
-                           "DATASETS.TEST", "('synthetic_foggy_val',)", "WANDB.ENABLED", "False",
-                           "OUTPUT_DIR", tmp_path, check=False)
+    result = run_train_net_here("--config-file", SYNTHETIC_FPN, *SMALL_IMAGES, "SOLVER.MAX_ITER",
+                                "1", "DATASETS.TEST", "('synthetic_foggy_val',)", "WANDB.ENABLED",
+                                "False", "OUTPUT_DIR", tmp_path)
     folder = tmp_path / "inference" / "synthetic_foggy_val"
     assert result.returncode == 1 and result.stderr.strip().splitlines()[-1] == (
         f"error: {folder}, where the evaluation of synthetic_foggy_val writes its predictions: "
