@@ -43,8 +43,13 @@ SHORT_RUN = [*SMALL_IMAGES, "SOLVER.WARMUP_ITERS", "2", "SOLVER.STEPS", "(6,)",
 def run_script(script, *args, check=True, cwd=REPO):
     """Run a Python script of this repository (a path relative to it) in a subprocess, in folder
     ``cwd``; returns the CompletedProcess (text output)."""
-    result = subprocess.run([sys.executable, str(REPO / script), *map(str, args)],
-                            capture_output=True, text=True, cwd=cwd)
+    return _checked(script, subprocess.run([sys.executable, str(REPO / script), *map(str, args)],
+                                           capture_output=True, text=True, cwd=cwd), check)
+
+
+def _checked(script, result, check):
+    """``result``, a CompletedProcess of ``script``; where ``check``, one that failed raises an
+    AssertionError showing the ends of its output."""
     if check and result.returncode != 0:
         raise AssertionError(f"{script} failed ({result.returncode}):\n{result.stdout[-2000:]}"
                              f"\n{result.stderr[-4000:]}")
@@ -94,9 +99,9 @@ def _loggers_kept():
         detectron2_logger.setup_logger.cache_clear()
 
 
-def run_script_here(script, *args, cwd=REPO):
-    """:func:`exit_of`, its output captured: a CompletedProcess like :func:`run_script`'s, with
-    the exit status, stdout and stderr (where a ``sys.exit`` message goes, as Python writes it).
+def run_script_here(script, *args, check=True, cwd=REPO):
+    """:func:`run_script`, but in this process, see :func:`exit_of`: a CompletedProcess with the
+    exit status, stdout and stderr (where a ``sys.exit`` message goes, as Python writes it).
     For runs that end soon: a run in this process shares its memory and global state."""
     stdout, stderr = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
@@ -104,8 +109,9 @@ def run_script_here(script, *args, cwd=REPO):
         if isinstance(code, str):
             print(code, file=sys.stderr)
     status = 0 if code is None else code if isinstance(code, int) else 1
-    return subprocess.CompletedProcess([script, *args], status, stdout.getvalue(),
-                                       stderr.getvalue())
+    return _checked(script, subprocess.CompletedProcess([script, *args], status,
+                                                        stdout.getvalue(), stderr.getvalue()),
+                    check)
 
 
 def metrics(output_dir):
@@ -119,9 +125,9 @@ def run_train_net(*args, check=True, cwd=REPO):
     return run_script("tools/train_net.py", *args, check=check, cwd=cwd)
 
 
-def run_train_net_here(*args, cwd=REPO):
+def run_train_net_here(*args, check=True, cwd=REPO):
     """Run tools/train_net.py in this process, see :func:`run_script_here`."""
-    return run_script_here("tools/train_net.py", *args, cwd=cwd)
+    return run_script_here("tools/train_net.py", *args, check=check, cwd=cwd)
 
 
 def untrained_weights(path, config, **entries):

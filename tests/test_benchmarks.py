@@ -115,9 +115,7 @@ def test_synthetic_benchmark_writes_table_and_chart(tmp_path):
     command = ["tools/benchmark_synthetic.py", "--variants", "source_only", "oracle", "--seeds",
                "1", "--pretrain-iters", "4", "--iters", "5", "--target", "wide_angle",
                "--precision", "mixed", "--output", tmp_path, *TINY]
-    first = run_script_here(*command)
-    assert first.returncode == 0, first.stderr[-3000:]
-    stdout = first.stdout
+    stdout = run_script_here(*command).stdout
     assert (tmp_path / "pretrain" / "model_final.pth").exists()
     rows = table_rows((tmp_path / "results.md").read_text())
     assert "synthetic clean -> wide_angle" in stdout.lower() and "mixed precision" in stdout
@@ -142,13 +140,13 @@ def test_synthetic_benchmark_writes_table_and_chart(tmp_path):
     # adaptation reads differ), or refused with other options
     first_report = (tmp_path / "results.md").read_text()
     again = run_script_here(*command, "MODEL.DA.IMAGE.GRL_LAMBDA", "0.5")
-    assert again.returncode == 0 and "stage" not in again.stdout and table_rows(again.stdout) == rows
+    assert "stage" not in again.stdout and table_rows(again.stdout) == rows
     kept = list(tmp_path.glob("results.*.md"))  # the first run's, under its time
     assert len(kept) == 1 and kept[0].read_text() == first_report
     assert len(list(tmp_path.glob("results.*.png"))) == 1
-    typo = run_script_here(*command, "MODEL.DA.IMAGE.GRL_LAMDA", "0.5")
+    typo = run_script_here(*command, "MODEL.DA.IMAGE.GRL_LAMDA", "0.5", check=False)
     assert typo.returncode == 2 and "MODEL.DA.IMAGE.GRL_LAMDA" in typo.stderr.splitlines()[-1]
-    other = run_script_here(*[("6" if arg == "5" else arg) for arg in command])
+    other = run_script_here(*[("6" if arg == "5" else arg) for arg in command], check=False)
     assert other.returncode == 1 and "stage 2:" not in other.stdout
     assert other.stderr.strip().splitlines()[-1].startswith(
         f"error: {tmp_path / 'source_only' / 'seed1'} holds a run with other options")
@@ -273,9 +271,9 @@ def test_domain_probe_reports_every_model(tmp_path):
                              "--steps", "2", *TINY).stdout
     assert list(table_rows(stdout)) == ["model", "1.10"]
     missing = run_script_here("benchmarks/domain_probe.py", "--config-file", SYNTHETIC_DA,
-                              "--weights", f"x={tmp_path / 'missing.pth'}", *TINY)
+                              "--weights", f"x={tmp_path / 'missing.pth'}", *TINY, check=False)
     assert missing.returncode != 0 and "missing.pth" in missing.stderr
     unknown = run_script_here("benchmarks/domain_probe.py", "--config-file", SYNTHETIC_DA,
                               "--weights", str(weights), "--features", "p3", "p9", "--images", "1",
-                              *TINY)
+                              *TINY, check=False)
     assert unknown.returncode != 0 and "--features ['p9']" in unknown.stderr

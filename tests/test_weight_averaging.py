@@ -4,7 +4,7 @@ import shutil
 
 import torch
 
-from conftest import SHORT_RUN, SYNTHETIC_FPN, run_train_net
+from conftest import SHORT_RUN, SYNTHETIC_FPN, run_train_net_here
 
 # SHORT_RUN checkpoints after steps 4, 8 and 12; the averaged run takes the mean of those three.
 AVERAGING = ["SOLVER.WEIGHT_AVERAGING.ENABLED", "True", "SOLVER.WEIGHT_AVERAGING.START_ITER", "4",
@@ -16,8 +16,8 @@ def weights(path):
 
 
 def train(output_dir, *opts, resume=False):
-    run_train_net("--config-file", SYNTHETIC_FPN, *(["--resume"] if resume else []), *SHORT_RUN,
-                  *opts, "OUTPUT_DIR", output_dir)
+    run_train_net_here("--config-file", SYNTHETIC_FPN, *(["--resume"] if resume else []),
+                       *SHORT_RUN, *opts, "OUTPUT_DIR", output_dir)
 
 
 def test_final_model_is_the_mean_of_the_last_steps_weights_and_survives_resume(tmp_path):
