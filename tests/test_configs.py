@@ -8,7 +8,7 @@ from detectron2.modeling import build_model
 from detectron2.utils.events import EventStorage
 from torchvision.models import vgg16, vgg16_bn
 
-from conftest import REPO, SYNTHETIC_DA, SYNTHETIC_FPN, exit_of, run_script
+from conftest import REPO, SYNTHETIC_DA, SYNTHETIC_FPN, exit_of, run_script_here
 from da_detect.checkpoint import DACheckpointer
 from da_detect.config import ConfigError, check_adaptation_data, load_config
 from da_detect.engine.trainer import DATrainer
@@ -99,11 +99,20 @@ def test_scaling_to_more_processes_scales_the_target_batch_and_the_adaptation_st
         load_config(str(SYNTHETIC_DA), opts + ["SOLVER.TARGET_IMS_PER_BATCH", "3"])
 
 
+def stand_in_weights(model):
+    """The state dict of torchvision's ``model`` (e.g. ``vgg16``) with each tensor one zero
+    expanded to its shape: the names and shapes a converter checks, saved in a few KB where
+    VGG16's weights take 528 MB."""
+    with torch.device("meta"):
+        shapes = {k: v.shape for k, v in model(weights=None).state_dict().items()}
+    return {k: torch.zeros(()).expand(shape) for k, shape in shapes.items()}
+
+
 def test_convert_vgg16_names_an_input_that_is_no_torchvision_vgg16(tmp_path):
-    weights = vgg16(weights=None).state_dict()
+    weights = stand_in_weights(vgg16)
     inputs = {"missing.pth": None, "text.pth": "not weights",
               "partial.pth": {k: v for k, v in weights.items() if k.startswith("features.0.")},
-              "vgg16_bn.pth": vgg16_bn(weights=None).state_dict(),
+              "vgg16_bn.pth": stand_in_weights(vgg16_bn),
               "narrow.pth": {**weights, "classifier.3.weight": torch.zeros(10, 4096)}}
     errors = {}
     for name, content in inputs.items():
@@ -180,7 +189,7 @@ def test_vgg16_starts_from_a_torchvision_checkpoint_and_trains(tmp_path):
     torchvision_weights = vgg16(weights=None).state_dict()
     torch.save(torchvision_weights, tmp_path / "vgg16-torchvision.pth")  # as torchvision's file
     converted = tmp_path / "output" / "vgg16.pth"  # into a folder not there yet
-    run_script("tools/convert_vgg16.py", tmp_path / "vgg16-torchvision.pth", converted)
+    run_script_here("tools/convert_vgg16.py", tmp_path / "vgg16-torchvision.pth", converted)
     cfg = load_config(str(REPO / "configs" / "cityscapes_to_foggy" / "da_faster_rcnn_VGG16.yaml"),
                       ["MODEL.DEVICE", "cpu", "MODEL.ROI_HEADS.NUM_CLASSES", "3",
                        "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "8",

@@ -43,8 +43,9 @@ def torchvision_vgg16_to_detectron2(state_dict):
     the ImageNet classifier ``classifier.6`` is dropped. A ValueError names what is missing or of
     another shape than VGG16's (e.g. a VGG16-BN or VGG19 file).
     """
-    expected = {k: v.shape for k, v in vgg16(weights=None).state_dict().items()
-                if not k.startswith("classifier.6.")}
+    with torch.device("meta"):  # shapes only: no 138M weights to initialize (~2.5 s)
+        expected = {k: v.shape for k, v in vgg16(weights=None).state_dict().items()
+                    if not k.startswith("classifier.6.")}
     missing = [k for k in expected if k not in state_dict]
     if missing:
         raise ValueError(f"not a torchvision VGG16 state dict: {len(missing)} of its "
