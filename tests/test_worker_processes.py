@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import REPO, SMALL_IMAGES, SYNTHETIC_DA
-from da_detect.data.worker_processes import forks_can_deadlock, start_workers_safely
+from conftest import REPO, SHORT_RUN, SMALL_IMAGES, SYNTHETIC_DA, run_train_net_here
+from da_detect.data.worker_processes import (WorkerEndedError, batches, forks_can_deadlock,
+                                             start_workers_safely)
 
 # Takes a training step's batch with a worker per loader, says how it started its workers, then
 # waits to be killed.
@@ -112,3 +113,55 @@ def test_workers_end_with_a_killed_training_process():
     for pid in left:
         os.kill(pid, signal.SIGKILL)
     assert not left, "processes left running by a killed training process"
+
+
+def exit_with_status_3(*_):
+    os._exit(3)
+
+
+def kill_with_sigkill(*_):
+    os.kill(os.getpid(), signal.SIGKILL)  # what the system's out-of-memory killer sends
+
+
+class EndsItsWorker(torch.utils.data.Dataset):
+    """One item, whose loading ends the worker that loads it with ``end()``."""
+
+    def __init__(self, end):
+        self.end = end
+
+    def __len__(self):
+        return 1
+
+    def __getitem__(self, index):
+        self.end()
+
+
+@pytest.mark.parametrize("end, how", [
+    (exit_with_status_3, "exited with status 3"),
+    (kill_with_sigkill, "was killed by SIGKILL, as the system kills a process when memory runs "
+                        "out: fewer DATALOADER.NUM_WORKERS, or fewer images per step, use less")])
+def test_a_worker_that_ends_while_it_reads_is_named_with_how_it_ended(end, how):
+    loader = start_workers_safely(torch.utils.data.DataLoader(
+        EndsItsWorker(end), batch_size=None, num_workers=1))
+    with pytest.raises(WorkerEndedError) as ended:
+        list(batches(loader))
+    pid = int(str(ended.value).split("(pid ")[1].split(")")[0])
+    assert pid != os.getpid() and str(ended.value) == f"a data loader worker (pid {pid}) {how}"
+
+
+def killing_mapper(cfg, role):
+    """A ``train_mapper`` whose mapper kills the worker process that maps an image."""
+    return kill_with_sigkill
+
+
+def test_a_worker_killed_in_training_stops_train_net_with_one_error_line(tmp_path, monkeypatch):
+    monkeypatch.setattr("da_detect.data.train_loader.train_mapper", killing_mapper)
+    result = run_train_net_here("--config-file", SYNTHETIC_DA, *SHORT_RUN,  # one worker a loader
+                                "OUTPUT_DIR", tmp_path, check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stdout + result.stderr
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("error: a data loader worker (pid ")
+    assert last_line.endswith(") was killed by SIGKILL, as the system kills a process when "
+                              "memory runs out: fewer DATALOADER.NUM_WORKERS, or fewer images "
+                              "per step, use less; the checkpoints saved before it are intact "
+                              "(--resume goes on from the last)")

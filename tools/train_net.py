@@ -9,7 +9,8 @@ a new run (no --resume) refuses an OUTPUT_DIR that holds an earlier run's checkp
 --eval-only keeps the config.yaml there (its own goes to config.eval-only.yaml) and keeps an
 earlier evaluation's results and predictions under timestamped names; --resume with other
 values keeps the earlier config.yaml the same way.
-Bad input (config, datasets, checkpoints) and a non-finite loss stop it with one ``error:`` line.
+Bad input (config, datasets, checkpoints), a non-finite loss and a data loader worker that ends
+stop it with one ``error:`` line.
 """
 import glob
 import os
@@ -21,6 +22,7 @@ from da_detect.atomic_file import atomic_open, keep_earlier
 from da_detect.checkpoint import CheckpointError, DACheckpointer
 from da_detect.config import ConfigError, load_config
 from da_detect.data.problems import DatasetError
+from da_detect.data.worker_processes import WorkerEndedError
 from da_detect.engine import DATrainer
 from da_detect.engine.finite_loss import NonFiniteLossError
 from da_detect.engine.launch import launch_main
@@ -85,9 +87,9 @@ def main(args):
         with raised_together(CheckpointError):
             trainer.checkpointer.require_some_weights()
         return trainer.train()
-    except NonFiniteLossError as e:
-        fail(e, f"{e}; the checkpoints saved before it are intact (--resume goes on from the "
-                f"last)")
+    except (NonFiniteLossError, WorkerEndedError) as e:  # met in training or evaluation
+        fail(e, str(e) if args.eval_only else f"{e}; the checkpoints saved before it are intact "
+                                              f"(--resume goes on from the last)")
     except (ConfigError, DatasetError, CheckpointError) as e:
         fail(e, str(e))
 

@@ -8,7 +8,7 @@ from detectron2.utils import comm
 
 from .classes import check_same_classes
 from .images import checked_in_every_process, map_or_bad_image
-from .worker_processes import start_workers_safely
+from .worker_processes import batches, start_workers_safely
 
 
 class ImageCheckingLoader:
@@ -28,9 +28,9 @@ class ImageCheckingLoader:
         return len(self.loader)
 
     def __iter__(self):
-        batches = iter(self.loader)
+        loaded = batches(self.loader)
         for _ in range(max(comm.all_gather(len(self.loader)))):
-            batch = checked_in_every_process(next(batches, []))
+            batch = checked_in_every_process(next(loaded, []))
             if batch:
                 yield batch
 

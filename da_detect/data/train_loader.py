@@ -21,7 +21,7 @@ from .classes import check_same_classes
 from .images import checked_in_every_process, map_or_bad_image
 from .problems import DatasetError
 from .resumable_sampler import ResumableBatchSampler
-from .worker_processes import start_workers_safely
+from .worker_processes import batches, start_workers_safely
 
 logger = logging.getLogger(__name__)
 
@@ -72,12 +72,12 @@ class TrainLoader:
 
     def __iter__(self):
         source, *targets = self.loaders
-        source_batches = iter(source)
-        # zip() starts the target loaders (and their workers) only once these steps are done
+        source_batches = batches(source)
+        # the target loaders (and their workers) start only once these steps are done
         for _ in range(source.batch_sampler.start, self.target_from):
             yield checked_in_every_process(next(source_batches))
-        for batches in zip(source_batches, *targets):
-            yield checked_in_every_process([x for batch in batches for x in batch])
+        for step in zip(source_batches, *map(batches, targets)):
+            yield checked_in_every_process([x for batch in step for x in batch])
 
     def start_at(self, step):
         source, *targets = self.loaders

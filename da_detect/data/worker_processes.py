@@ -9,10 +9,11 @@ server process that has imported da-detect (so torch and detectron2) once and ru
 Python thread. They receive the dataset and its mapper pickled. A worker started from a
 forkserver, here or where it is the default (Python 3.14 on), exits once the process that started
 it has ended: torch's own check watches a worker's parent, the server, which lives on while any
-worker does.
+worker does. A worker that ends while it reads is named with how it ended (:func:`batches`).
 """
 import multiprocessing
 import os
+import signal
 import sys
 import threading
 import time
@@ -22,6 +23,10 @@ from functools import partial
 FIXED_IN = {(3, 9): (3, 9, 20), (3, 10): (3, 10, 15), (3, 11): (3, 11, 10)}
 # how often a worker started from the forkserver checks that its training process is alive
 WATCH_INTERVAL = 5.0
+
+
+class WorkerEndedError(RuntimeError):
+    """A data loader worker process ended while its loader read with it."""
 
 
 def forks_can_deadlock(version=None):
@@ -66,3 +71,37 @@ def _exit_once_ended(pid):
             os.kill(pid, 0)
         except (ProcessLookupError, PermissionError):  # gone (its pid another user's since)
             os._exit(1)
+
+
+def batches(loader):
+    """The batches of the DataLoader ``loader``. A worker that ends while it reads raises a
+    :class:`WorkerEndedError` saying how (killed by which signal, or its exit status), where
+    torch's error names its pid alone for a worker that is not this process's child, as one
+    started from a forkserver is not."""
+    iterator = iter(loader)
+    while True:
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            return
+        except RuntimeError as e:  # torch's "DataLoader worker (pid(s) ...) exited unexpectedly"
+            ended = [worker for worker in getattr(iterator, "_workers", ()) if worker.exitcode]
+            if not ended:
+                raise
+            raise WorkerEndedError("; ".join(map(how_it_ended, ended))) from e
+        yield batch
+
+
+def how_it_ended(worker):
+    """How the ended multiprocessing Process ``worker`` ended, in words."""
+    what = f"a data loader worker (pid {worker.pid})"
+    if worker.exitcode > 0:
+        return f"{what} exited with status {worker.exitcode}"
+    try:
+        name = signal.Signals(-worker.exitcode).name
+    except ValueError:
+        name = f"signal {-worker.exitcode}"
+    if name != "SIGKILL":
+        return f"{what} was killed by {name}"
+    return (f"{what} was killed by SIGKILL, as the system kills a process when memory runs out: "
+            f"fewer DATALOADER.NUM_WORKERS, or fewer images per step, use less")

@@ -15,6 +15,7 @@ from ..config import ConfigError, check_adaptation_data
 from ..data.problems import DatasetError
 from ..data.test_loader import build_test_loader
 from ..data.train_loader import build_train_loader
+from ..data.worker_processes import WorkerEndedError
 from ..evaluation import COCOAP50Evaluator, VOC07AP50Evaluator
 from ..evaluation.comparison import comparison_table
 from ..every_process import raised_together
@@ -219,9 +220,11 @@ class DATrainer(DefaultTrainer):
         return ours + theirs
 
 
-# bad input met in training (an unusable image, a checkpoint that cannot be written) and a
-# non-finite loss: tools/train_net.py reports each in one line, naming the file or the step
-ERRORS_REPORTED_BY_TRAIN_NET = (DatasetError, CheckpointError, NonFiniteLossError)
+# bad input met in training (an unusable image, a checkpoint that cannot be written), a
+# non-finite loss and a data loader worker that ended: tools/train_net.py reports each in one
+# line, naming the file, the step or the worker
+ERRORS_REPORTED_BY_TRAIN_NET = (DatasetError, CheckpointError, NonFiniteLossError,
+                                WorkerEndedError)
 
 
 def not_an_error_reported_by_train_net(record):
