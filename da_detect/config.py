@@ -25,6 +25,7 @@ from .data.problems import DatasetError
 GRL_SCHEDULES = ("constant", "dann")
 AP_METHODS = ("coco", "voc07")
 WANDB_MODES = ("offline", "online", "disabled")
+LR_SCHEDULERS = ("WarmupMultiStepLR", "WarmupCosineLR")  # detectron2 v0.6's
 CONFIG_KEY = re.compile(r"[A-Z][A-Z0-9_]*(\.[A-Z][A-Z0-9_]*)+")  # e.g. SOLVER.BASE_LR
 COMMAND_LINE_FLAG = re.compile(r"--[a-z][a-z0-9-]*")  # e.g. --eval-only
 
@@ -150,6 +151,16 @@ def check_da_config(cfg):
     sizes = cfg.INPUT.MIN_SIZE_TRAIN
     require(len(sizes) > 0 and min(sizes) > 0, "INPUT.MIN_SIZE_TRAIN", sizes,
             "must hold one size or more, each > 0")
+    require(cfg.SOLVER.LR_SCHEDULER_NAME in LR_SCHEDULERS, "SOLVER.LR_SCHEDULER_NAME",
+            cfg.SOLVER.LR_SCHEDULER_NAME, f"must be one of {LR_SCHEDULERS}")
+    if cfg.SOLVER.LR_SCHEDULER_NAME == "WarmupMultiStepLR":
+        # detectron2 drops the steps after the last; fvcore's scheduler refuses the others
+        # unless they rise from 1 to below it
+        max_iter = cfg.SOLVER.MAX_ITER
+        steps = [step for step in cfg.SOLVER.STEPS if step <= max_iter]
+        require(all(0 < step < after for step, after in zip(steps, [*steps[1:], max_iter])),
+                "SOLVER.STEPS", cfg.SOLVER.STEPS,
+                f"must rise, each in [1, SOLVER.MAX_ITER = {max_iter}) or after it (then unused)")
     require(cfg.SOLVER.TARGET_IMS_PER_BATCH == -1 or cfg.SOLVER.TARGET_IMS_PER_BATCH > 0,
             "SOLVER.TARGET_IMS_PER_BATCH", cfg.SOLVER.TARGET_IMS_PER_BATCH,
             "must be > 0 (or -1 for SOLVER.IMS_PER_BATCH) when adapting")

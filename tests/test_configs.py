@@ -70,6 +70,12 @@ def test_a_yaml_syntax_error_is_named_with_its_file_and_line(tmp_path):
     (SYNTHETIC_FPN, ["TEST.EVAL_PERIOD", "-5"], "TEST.EVAL_PERIOD = -5: must be >= 0"),
     (SYNTHETIC_FPN, ["INPUT.MIN_SIZE_TRAIN", "()"],
      "INPUT.MIN_SIZE_TRAIN = (): must hold one size or more, each > 0"),
+    (SYNTHETIC_FPN, ["SOLVER.LR_SCHEDULER_NAME", "Cosine"],
+     "SOLVER.LR_SCHEDULER_NAME = 'Cosine': must be one of ('WarmupMultiStepLR', "
+     "'WarmupCosineLR')"),
+    *[(SYNTHETIC_FPN, ["SOLVER.MAX_ITER", "10", "SOLVER.STEPS", steps],
+       f"SOLVER.STEPS = {steps}: must rise, each in [1, SOLVER.MAX_ITER = 10) or after it (then "
+       f"unused)") for steps in ("(5, 3)", "(10,)", "(0, 5)", "(5, 5)")],
     (SYNTHETIC_DA, ["MODEL.DA.INSTANCE.DROPOUT", "1.5"],
      "MODEL.DA.INSTANCE.DROPOUT = 1.5: must be in [0, 1)"),
     (SYNTHETIC_DA, ["MODEL.DA.START_ITER", "-1"], "MODEL.DA.START_ITER = -1: must be >= 0"),
@@ -82,6 +88,13 @@ def test_a_bad_config_value_is_a_config_error_naming_its_key(config, opts, messa
     with pytest.raises(ConfigError) as error:
         check_adaptation_data(load_config(str(config), opts))
     assert str(error.value).startswith(message)
+
+
+def test_steps_after_the_last_are_accepted_as_detectron2_drops_them():
+    cfg = load_config(str(SYNTHETIC_FPN), ["SOLVER.MAX_ITER", "10", "SOLVER.STEPS", "(5, 10, 20)",
+                                           "SOLVER.LR_SCHEDULER_NAME", "WarmupCosineLR"])
+    assert cfg.SOLVER.STEPS == (5, 10, 20)  # unused by the cosine schedule
+    load_config(str(SYNTHETIC_FPN), ["SOLVER.MAX_ITER", "10", "SOLVER.STEPS", "(5, 12, 20)"])
 
 
 def test_scaling_to_more_processes_scales_the_target_batch_and_the_adaptation_steps():
