@@ -95,7 +95,8 @@ class DACheckpointer(DetectionCheckpointer):
         """detectron2's ``load``; a :class:`CheckpointError` naming ``path`` where no such local
         file exists (a URL is left to detectron2's path manager)."""
         if path and "://" not in path and not os.path.isfile(path):
-            raise CheckpointError(f"{path}: no such checkpoint file")
+            raise CheckpointError(f"{path}: no such checkpoint file"
+                                  f"{' (a folder)' if os.path.isdir(path) else ''}")
         self.loaded = path
         return super().load(path, *args, **kwargs)
 

@@ -249,7 +249,8 @@ def load_config(config_file, opts=()):
     range or an unknown dataset.
     """
     if not os.path.isfile(config_file):
-        raise ConfigError(f"config file not found: {config_file}")
+        raise ConfigError(f"config file not found: {config_file}"
+                          f"{' (a folder)' if os.path.isdir(config_file) else ''}")
     cfg = get_cfg()
     add_da_config(cfg)
     try:

@@ -48,6 +48,7 @@ def test_a_yaml_syntax_error_is_named_with_its_file_and_line(tmp_path):
 
 @pytest.mark.parametrize("config,opts,message", [
     ("configs/missing.yaml", [], "config file not found: configs/missing.yaml"),
+    ("configs", [], "config file not found: configs (a folder)"),
     (SYNTHETIC_FPN, ["DATASETS.TEST", "('synthetic_fogy_val',)"],
      "DATASETS.TEST: unknown dataset name 'synthetic_fogy_val' (did you mean "
      "'synthetic_foggy_val'"),

@@ -318,6 +318,9 @@ def test_checkpoints_load_without_unpickling_code(tmp_path):
         DACheckpointer(model).load(str(truncated))
     with pytest.raises(CheckpointError, match=f"{tmp_path / 'missing.pth'}: no such checkpoint"):
         DACheckpointer(model).load(str(tmp_path / "missing.pth"))
+    with pytest.raises(CheckpointError, match=re.escape(f"{tmp_path}: no such checkpoint file (a "
+                                                        f"folder)")):
+        DACheckpointer(model).load(str(tmp_path))
     trusting = DACheckpointer(model, allow_unsafe_pickle=True)
     assert trusting.load(str(unsafe))["args"].lr == 0.1
     assert trusting.load(str(pkl)) == {"__author__": "someone"}
