@@ -217,6 +217,17 @@ def test_a_file_in_the_way_of_a_predictions_folder_stops_the_run_before_it_train
     assert [p.name for p in tmp_path.iterdir()] == ["inference"]  # no config, log or checkpoint
 
 
+@pytest.mark.parametrize("name", ["results.json", "config.yaml"])
+def test_a_folder_in_the_way_of_a_file_the_run_writes_stops_it_before_it_trains(tmp_path, name):
+    (tmp_path / name).mkdir()
+    result = run_train_net_here("--config-file", SYNTHETIC_FPN, *SMALL_IMAGES, "SOLVER.MAX_ITER",
+                                "1", "WANDB.ENABLED", "False", "OUTPUT_DIR", tmp_path,
+                                check=False)
+    assert result.returncode == 1 and result.stderr.strip().splitlines()[-1] == (
+        f"error: {tmp_path / name}: a folder, where the run writes its file {name}")
+    assert [p.name for p in tmp_path.iterdir()] == [name]  # no config, log or checkpoint
+
+
 def test_infer_writes_coco_detections_and_drawn_images(trained, tmp_path):
     out, _ = trained
     folder = tmp_path / "frames"

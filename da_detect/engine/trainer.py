@@ -237,10 +237,19 @@ def predictions_folder(cfg, dataset_name):
     return os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
 
 
+# the files a run writes into OUTPUT_DIR under fixed names, besides its checkpoints
+RUN_FILES = ("config.yaml", "config.eval-only.yaml", "log.txt", "metrics.json", "results.json")
+
+
 def make_output_folders(cfg):
     """Make OUTPUT_DIR and the folder where the evaluation of each DATASETS.TEST split writes its
-    predictions (the VOC07 evaluator writes none). One that cannot be made (a file in the way)
-    raises ConfigError naming it: found before training or evaluating, not at their end."""
+    predictions (the VOC07 evaluator writes none). One that cannot be made (a file in the way),
+    or a folder in the way of one of RUN_FILES, raises ConfigError naming it: found before
+    training or evaluating, not at their end."""
+    for name in RUN_FILES:
+        path = os.path.join(cfg.OUTPUT_DIR, name)
+        if os.path.isdir(path):
+            raise ConfigError(f"{path}: a folder, where the run writes its file {name}")
     folders = {cfg.OUTPUT_DIR: f"OUTPUT_DIR {cfg.OUTPUT_DIR}"}
     if cfg.TEST.AP_METHOD != "voc07":
         for split in cfg.DATASETS.TEST:
