@@ -8,6 +8,7 @@ def consistency_loss(image_probs, instance_probs, image_index):
         image_probs: (N,) per-image target probability, averaged over locations (and levels).
         instance_probs: (R,) per-region target probability.
         image_index: (R,) long, the image each region belongs to.
-    The L2 distance between two scalars is their absolute difference.
+    The L2 distance between two scalars is their absolute difference. The paper sums over
+    regions; the mean keeps the loss's scale independent of the number of regions.
     """
     return (image_probs[image_index] - instance_probs).abs().mean()

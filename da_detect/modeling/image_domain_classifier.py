@@ -41,7 +41,9 @@ def valid_location_mask(image_sizes, feature_shape, stride):
 
 
 def image_domain_loss(logits, domain_labels, masks):
-    """Binary cross-entropy per location (Eq. 7), averaged over valid locations, then levels.
+    """Binary cross-entropy per location (Eq. 7), averaged over valid locations, then levels
+    (the paper sums over images and locations; the mean keeps the loss's scale independent of the
+    image size and the batch).
 
     Args:
         logits: list over levels of (N, 1, H, W) domain logits.

@@ -28,7 +28,8 @@ class InstanceDomainClassifier(nn.Module):
 
 
 def instance_domain_loss(logits, domain_labels):
-    """Binary cross-entropy per region (Eq. 8), averaged. Returns (loss, accuracy).
+    """Binary cross-entropy per region (Eq. 8), averaged (the paper sums over regions). Returns
+    (loss, accuracy).
 
     Args:
         logits: (R,) domain logits. domain_labels: (R,) float, 0 source, 1 target.

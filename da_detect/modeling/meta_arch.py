@@ -166,9 +166,12 @@ class DomainAdaptiveRCNN(GeneralizedRCNN):
         return losses
 
     def domain_losses(self, images, features, num_source):
-        """L_img, L_ins and L_cst (Eq. 7, 8, 9), each times lambda and its part weight (Eq. 10).
+        """L_img, L_ins and L_cst (Eq. 7, 8, 9), each times lambda and its part weight (Eq. 10):
+        a dict of scalars ``loss_da_image``, ``loss_da_instance``, ``loss_da_consistency`` for
+        the parts that are on.
 
-        Images ``[:num_source]`` are source, the rest target. D_ins sees, in every image, the
+        ``images``: the ImageList of the N images; ``features``: the backbone's outputs for them
+        (:meth:`backbone_features`). Images ``[:num_source]`` are source, the rest target. D_ins sees, in every image, the
         ``instance_regions`` top-scoring RPN proposals as the RPN makes them at test time: the
         regions the detector classifies there, chosen the same way in both domains. (Label-sampled
         source regions against target proposals would let D_ins tell the domains apart by the mix
@@ -233,7 +236,8 @@ class DomainAdaptiveRCNN(GeneralizedRCNN):
 
     @torch.no_grad()
     def _top_proposal_boxes(self, images, features):
-        """Top ``instance_regions`` RPN boxes per image, as the RPN proposes at test time."""
+        """Top ``instance_regions`` RPN boxes per image, as the RPN proposes at test time: a list
+        of N ``Boxes``, each (R_i, 4) with R_i <= ``instance_regions``."""
         rpn = self.proposal_generator
         rpn.train(False)
         try:
