@@ -14,7 +14,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.detection_utils import read_image
 from PIL import Image
 
-from conftest import REPO, SYNTHETIC_FPN
+from conftest import REPO, SYNTHETIC_FPN, run_script_here
 from da_detect.config import ConfigError, load_config
 from da_detect.data import cityscapes, custom, kitti, voc
 from da_detect.data.builtin import register_cityscapes, register_kitti, register_sim10k
@@ -364,6 +364,34 @@ def test_a_voc_folder_read_for_some_of_its_classes(tmp_path):
     assert "unknown class 'dog'" in dict(problems)[str(tmp_path / "Annotations" / "a.xml")]
 
 
+def test_voc_image_sets_and_annotations_that_would_mislead_are_named(tmp_path):
+    for image_id in ("1", "2", "3"):
+        sim10k_tree(tmp_path, image_id, [("car", (1, 1, 10, 10), False)])
+    wrapped = tmp_path / "Annotations" / "3.xml"
+    wrapped.write_text(f"<doc>{voc_xml([('car', (1, 1, 10, 10), False)])}</doc>")
+    write_image(tmp_path / "JPEGImages" / "4.jpg", 20, 20, "JPEG")  # no annotation
+    listing = voc.image_set_file(tmp_path, "train")
+    listing.parent.mkdir(parents=True)
+    listing.write_bytes("1\n2\n1\n".encode("utf-8-sig"))  # a byte order mark, 1 twice
+    dicts, problems = voc.load_voc(tmp_path, "train", ("car",))
+    assert [d["image_id"] for d in dicts] == ["1", "2"]
+    assert problems == [(str(listing), "lists '1' twice; read once")]
+    # reading every annotation: the image without one, and the one with another root element
+    dicts, problems = voc.load_voc(tmp_path, None, ("car",))
+    assert [d["image_id"] for d in dicts] == ["1", "2"]
+    assert problems == [
+        (str(tmp_path / "JPEGImages" / "4.jpg"),
+         f"image without its annotation {tmp_path / 'Annotations' / '4'}.xml"),
+        (str(wrapped), "not a VOC annotation: the root element is <doc>, not <annotation>")]
+    listing.write_bytes("1\n2\n".encode("utf-16"))  # as Windows' Notepad saves "Unicode"
+    with pytest.raises(DatasetError, match=f"VOC image set: {listing} is not UTF-8 text"):
+        voc.load_voc(tmp_path, "train", ("car",))
+    listing.unlink()
+    listing.mkdir()
+    with pytest.raises(DatasetError, match=f"expected the file {listing}, which is a folder"):
+        voc.load_voc(tmp_path, "train", ("car",))
+
+
 def test_voc_reads_a_jpeg_image_and_a_zero_size_takes_the_images_size(tmp_path):
     (tmp_path / "Annotations").mkdir()
     (tmp_path / "Annotations" / "1.xml").write_text(
@@ -430,6 +458,10 @@ def test_domain_entries_that_cannot_work_are_refused_when_the_config_loads(tmp_p
     with pytest.raises(ConfigError, match="DATASETS.VOC_DOMAINS 'depot_train': no class names"):
         load_config(str(SYNTHETIC_FPN),
                     ["DATASETS.VOC_DOMAINS", f"[['depot_train', '{tmp_path}/voc', '', ' , ']]"])
+    with pytest.raises(ConfigError, match=r"DATASETS.VOC_DOMAINS 'depot_train': class names "
+                                          r"\['Car', 'car'\] in 'car,Car,bus' are one class"):
+        load_config(str(SYNTHETIC_FPN), ["DATASETS.VOC_DOMAINS",
+                                         f"[['depot_train', '{tmp_path}/voc', '', 'car,Car,bus']]"])
     write_image(tmp_path / "frames" / "a.png", 40, 30)
     with pytest.raises(ConfigError, match="DATASETS.IMAGE_FOLDER_DOMAINS 'synthetic_foggy_val': "
                                           "the name of a registered dataset"):
@@ -479,11 +511,91 @@ def test_check_dataset_tool_reads_coco_domains_and_names_the_file_that_fails(tmp
                                  "DA_DETECT_CACHE": str(tmp_path / "cache"), "PATH": ""})
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "kitti_as_coco: 1 images, 1 boxes" in result.stdout
-    for name, json_file, error in (("broken", "broken", "JSONDecodeError"),
-                                   ("empty", "no_categories", "ValueError"),
-                                   ("typo", "unknown_category", "KeyError")):
-        assert (f"{name}: cannot be read: DATASETS.COCO_DOMAINS {name!r}: cannot load "
-                f"{tmp_path}/{json_file}.json: {error}: ") in result.stdout
+    for name, json_file, error in (
+            ("broken", "broken", "cannot be read: JSONDecodeError: "),
+            ("empty", "no_categories", "'categories' is empty"),
+            ("typo", "unknown_category", "annotation 1 has 'category_id' 7, not one of the "
+                                         "categories' ids [1]")):
+        assert (f"{name}: cannot be read: DATASETS.COCO_DOMAINS {name!r}: "
+                f"{tmp_path}/{json_file}.json: {error}") in result.stdout
+
+
+def coco_domain(tmp_path, images, annotations, categories=("car",)):
+    """A COCO_DOMAINS split 'mine' of 64 x 32 images named by id, registered by a config."""
+    (tmp_path / "images").mkdir(exist_ok=True)
+    for image in images:
+        write_image(tmp_path / "images" / f"{image['id']}.png", 64, 32)
+    json_file = tmp_path / "mine.json"
+    json_file.write_text(json.dumps({
+        "images": [{"file_name": f"{image['id']}.png", "height": 32, "width": 64, **image}
+                   for image in images],
+        "annotations": [{"id": k + 1, "category_id": 1, "iscrowd": 0, "area": 1.0, **a}
+                        for k, a in enumerate(annotations)],
+        "categories": [{"id": k + 1, "name": name} for k, name in enumerate(categories)]}))
+    config = tmp_path / "mine.yaml"
+    config.write_text(f'_BASE_: "{SYNTHETIC_FPN}"\nDATASETS:\n  COCO_DOMAINS: '
+                      f'[["mine", "{json_file}", "{tmp_path / "images"}"]]\n')
+    load_config(str(config))
+    return json_file, config
+
+
+def test_a_coco_domain_drops_each_image_whose_size_or_box_cannot_be_used(tmp_path):
+    boxes = {1: [0, 0, 64.4, 32], 2: [30, 10, -20, 10], 3: [10, 10, 20], 4: [50, 10, 100, 10],
+             5: [1, 1, 5, 5], 6: ["1", "1", "5", "5"], 7: None}
+    images = [{"id": i} if i != 5 else {"id": 5, "height": 0, "width": 0} for i in boxes]
+    json_file, _ = coco_domain(tmp_path, images, [{"image_id": i, "bbox": box}
+                                                  for i, box in boxes.items()]
+                               + [{"image_id": 99, "bbox": [1, 1, 2, 2]}])
+    dicts, problems = load_with_problems("mine")
+    assert [d["image_id"] for d in dicts] == [1]  # a box a rounding overruns by 0.4 is kept
+    assert MetadataCatalog.get("mine").thing_classes == ["car"]
+    assert [message for _, message in problems] == [
+        "image 5: image size 0x0 is not between 1 and 32768 pixels",
+        "image 2: annotation 2: 'bbox' [30, 10, -20, 10] has a width or height that is not "
+        "above 0",
+        "image 3: annotation 3: 'bbox' [10, 10, 20] is not 4 numbers [x, y, width, height]",
+        "image 4: annotation 4: 'bbox' [50, 10, 100, 10]: box [50.0, 10.0, 150.0, 20.0] "
+        "outside the 64x32 image (as x0, y0, x1, y1)",
+        "image 6: annotation 6: 'bbox' ['1', '1', '5', '5'] is not 4 numbers [x, y, width, "
+        "height]",
+        "image 7: annotation 7: 'bbox' None is not 4 numbers [x, y, width, height]",
+        "annotation 8: 'image_id' 99 is no image's id"]
+    assert {path for path, _ in problems} == {str(json_file)}
+
+
+@pytest.mark.parametrize("change, error", [
+    (lambda d: d["images"][1].update(id=1),
+     "two images with 'id' 1: a box could not be told which one it belongs to"),
+    (lambda d: d["images"][0].update(id="1"), "image ids mix integers and strings"),
+    (lambda d: d["categories"].append({"id": 2, "name": "car"}), "two categories with 'name' 'car'"),
+    (lambda d: d["categories"].append({"id": 1, "name": "bus"}), "two categories with 'id' 1"),
+    (lambda d: d.pop("images"), "no 'images' list"),
+    (lambda d: d.update(images=[]), "'images' is empty"),
+    (lambda d: d.update(annotations={"1": {}}), "'annotations' is not a list of objects"),
+    (lambda d: d["annotations"][0].update(category_id=2),
+     "annotation 1 has 'category_id' 2, not one of the categories' ids [1]"),
+])
+def test_a_coco_file_whose_meaning_is_unclear_is_refused_naming_the_key(tmp_path, change, error):
+    json_file, _ = coco_domain(tmp_path, [{"id": 1}, {"id": 2}],
+                               [{"image_id": 1, "bbox": [1, 1, 5, 5]}])
+    data = json.loads(json_file.read_text())
+    change(data)
+    json_file.write_text(json.dumps(data))
+    with pytest.raises(DatasetError) as raised:
+        DatasetCatalog.get("mine")
+    assert str(raised.value) == f"DATASETS.COCO_DOMAINS 'mine': {json_file}: {error}"
+
+
+def test_check_dataset_tool_fails_a_split_with_no_usable_image(tmp_path):
+    _, config = coco_domain(tmp_path, [{"id": 1}], [{"image_id": 1, "bbox": [1, 1, 0, 5]}])
+    result = run_script_here("tools/check_dataset.py", "--config-file", config, "mine",
+                             check=False)
+    assert result.returncode == 1
+    assert result.stdout.splitlines()[:3] == [
+        "mine: 0 images, 0 boxes",
+        f"  problem: {tmp_path / 'mine.json'}: image 1: annotation 1: 'bbox' [1, 1, 0, 5] has a "
+        f"width or height that is not above 0",
+        "  mine has no usable image: training or evaluating on it stops"]
 
 
 def test_check_dataset_tool_reports_counts_and_problems(tmp_path):

@@ -9,7 +9,7 @@ ignore regions apart) and every problem met while reading them.
 With ``--read-images`` every image is also decoded, as training reads it, and checked against the
 size its annotation gives: each one that training or evaluation would stop at is listed.
 
-Exits non-zero if a split cannot be read at all or any problem was met.
+Exits non-zero if a split cannot be read at all, has no usable image, or any problem was met.
 """
 import argparse
 import collections
@@ -81,7 +81,9 @@ def main():
             print(tabulate(sorted(boxes.items()), headers=["class", "boxes"], tablefmt="pipe"))
         for path, message in problems:
             print(f"  problem: {path}: {message}")
-        failed |= bool(problems)
+        if not images:
+            print(f"  {name} has no usable image: training or evaluating on it stops")
+        failed |= bool(problems) or not images
         print()
     return 1 if failed else 0
 

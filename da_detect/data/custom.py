@@ -10,13 +10,13 @@
 from functools import partial
 from pathlib import Path
 
-from detectron2.data import DatasetCatalog, MetadataCatalog
-from detectron2.data.datasets import load_coco_json
+from detectron2.data import DatasetCatalog
 
 from . import voc
+from .coco_json import load_coco_domain
 from .images import IMAGE_SUFFIXES, image_files, image_size
 from .problems import DatasetError, Problems, require_dir
-from .registry import forget_dataset, register_detection_dataset
+from .registry import register_detection_dataset
 
 _CONFIG_DOMAINS = set()  # names registered from a config's *_DOMAINS keys, free to re-register
 
@@ -30,10 +30,10 @@ def register_from_config(cfg):
         if not Path(json_file).is_file():
             raise DatasetError(f"DATASETS.COCO_DOMAINS {name!r}: no such file {json_file}")
         require_dir(image_root, f"DATASETS.COCO_DOMAINS {name!r} image_root")
-        forget_dataset(name)
-        DatasetCatalog.register(name, partial(load_coco_domain, name, json_file, image_root))
-        MetadataCatalog.get(name).set(json_file=json_file, image_root=image_root,
-                                      evaluator_type="coco")
+        register_detection_dataset(
+            name, load_coco_domain, {"name": name, "json_file": json_file,
+                                     "image_root": image_root},
+            None, json_file=json_file, image_root=image_root)
     for entry in cfg.DATASETS.VOC_DOMAINS:
         name, root, image_set, class_list = _fields(entry, 4, "DATASETS.VOC_DOMAINS")
         _claim(name, "DATASETS.VOC_DOMAINS", claimed)
@@ -41,6 +41,10 @@ def register_from_config(cfg):
         if not classes:
             raise DatasetError(f"DATASETS.VOC_DOMAINS {name!r}: no class names in {class_list!r} "
                                f"(expected a comma-separated list, e.g. \"car,person\")")
+        twice = sorted({c for c in classes if [d.lower() for d in classes].count(c.lower()) > 1})
+        if twice:
+            raise DatasetError(f"DATASETS.VOC_DOMAINS {name!r}: class names {twice} in "
+                               f"{class_list!r} are one class (names match in any case)")
         image_set = image_set or None
         register_detection_dataset(
             name, voc.load_voc, {"root": root, "image_set": image_set, "classes": classes},
@@ -65,15 +69,6 @@ def _claim(name, key, claimed):
                            f"registered in Python); give the domain a name of its own")
     claimed.add(name)
     _CONFIG_DOMAINS.add(name)
-
-
-def load_coco_domain(name, json_file, image_root):
-    """detectron2's ``load_coco_json``; a :class:`DatasetError` naming the file if it fails."""
-    try:
-        return load_coco_json(json_file, image_root, name)
-    except (OSError, ValueError, KeyError, TypeError, AssertionError) as e:  # it asserts, too
-        raise DatasetError(f"DATASETS.COCO_DOMAINS {name!r}: cannot load {json_file}: "
-                           f"{type(e).__name__}: {e}") from e
 
 
 def load_image_folder(folder, what="image folder"):

@@ -58,6 +58,14 @@ def box_problem(box, width, height):
     return None
 
 
+def clip_overrun(box, width, height):
+    """XYXY ``box`` with each coordinate at most a pixel outside the ``width`` x ``height``
+    image moved onto its edge (as tools that round write them)."""
+    limits = (width, height, width, height)
+    return [min(max(v, 0.0), limit) if -1.0 <= v <= limit + 1.0 else v
+            for v, limit in zip(box, limits)]
+
+
 def image_size_problem(width, height, limit=1 << 15):
     """What is wrong with an image size read from an annotation, or None."""
     if not (0 < width <= limit and 0 < height <= limit):

@@ -9,7 +9,8 @@ _LOADERS = {}  # dataset name -> (load function, kwargs, function listing its so
 
 def register_detection_dataset(name, load, kwargs, source_files, **metadata):
     """Register ``name``: ``load(**kwargs)`` -> (dicts, Problems), cached while the files
-    ``source_files()`` lists are unchanged. Replaces an earlier registration of ``name``."""
+    ``source_files()`` lists are unchanged (``source_files`` None: not cached, for a loader that
+    sets the split's metadata as it loads). Replaces an earlier registration of ``name``."""
     forget_dataset(name)
     _LOADERS[name] = (load, kwargs, source_files)
     DatasetCatalog.register(name, lambda: _checked_dicts(name))
@@ -27,6 +28,8 @@ def forget_dataset(name):
 def load_with_problems(name):
     """(dataset dicts, Problems) of a dataset registered here."""
     load, kwargs, source_files = _LOADERS[name]
+    if source_files is None:
+        return load(**kwargs)
     return cached(name, kwargs, source_files(), lambda: load(**kwargs))
 
 

@@ -14,7 +14,8 @@ from detectron2.structures import BoxMode
 from tqdm import tqdm
 
 from .images import IMAGE_SUFFIXES, image_files, image_size
-from .problems import DatasetError, Problems, box_problem, image_size_problem, require_dir
+from .problems import (DatasetError, Problems, box_problem, clip_overrun, image_size_problem,
+                       require_dir)
 
 SIM10K_CLASSES = ("car", "motorbike", "person")
 
@@ -23,14 +24,19 @@ def image_ids(root, image_set):
     """Ids listed in ImageSets/Main/<image_set>.txt; every annotation if ``image_set`` is None."""
     if image_set is None:
         annotations = require_dir(Path(root) / "Annotations", "VOC annotations")
-        ids = sorted(p.stem for p in annotations.glob("*.xml"))
+        ids = sorted(p.stem for p in annotations.glob("*.xml") if p.is_file())
         if not ids:
             raise DatasetError(f"VOC annotations: no .xml files in {annotations}")
         return ids
     listing = image_set_file(root, image_set)
     if not listing.is_file():
-        raise DatasetError(f"VOC image set: expected the file {listing}, which does not exist")
-    ids = [line.split()[0] for line in listing.read_text().splitlines() if line.strip()]
+        found = "is a folder" if listing.is_dir() else "does not exist"
+        raise DatasetError(f"VOC image set: expected the file {listing}, which {found}")
+    try:
+        text = listing.read_text(encoding="utf-8-sig")  # a byte order mark is no part of an id
+    except UnicodeDecodeError as e:
+        raise DatasetError(f"VOC image set: {listing} is not UTF-8 text ({e})") from None
+    ids = [line.split()[0] for line in text.splitlines() if line.strip()]
     if not ids:
         raise DatasetError(f"VOC image set: {listing} lists no images")
     return ids
@@ -75,12 +81,22 @@ def load_voc(root, image_set, classes, known_classes=None):
     problems = Problems()
     dicts = []
     images = images_by_id(root)
-    for image_id in tqdm(image_ids(root, image_set), desc="VOC annotations", unit="file",
-                         mininterval=2):
+    ids = image_ids(root, image_set)
+    if image_set is None:  # every annotation is read: an image without one is a problem
+        for image_id in sorted(images.keys() - set(ids)):
+            problems.add(images[image_id], f"image without its annotation "
+                                           f"{root / 'Annotations' / image_id}.xml")
+    listed = set()
+    for image_id in tqdm(ids, desc="VOC annotations", unit="file", mininterval=2):
         xml_file = root / "Annotations" / f"{image_id}.xml"
         image = images.get(image_id)
+        if image_id in listed:
+            problems.add(image_set_file(root, image_set), f"lists {image_id!r} twice; read once")
+            continue
+        listed.add(image_id)
         if not xml_file.is_file():
-            problems.add(xml_file, "listed in the image set, but the annotation does not exist")
+            found = "is a folder" if xml_file.is_dir() else "does not exist"
+            problems.add(xml_file, f"listed in the image set, but the annotation {found}")
             continue
         if image is None:
             problems.add(xml_file, f"annotation without its image {root / 'JPEGImages'}/"
@@ -148,6 +164,8 @@ def _object(obj):
 def _parse(xml_file, image, wanted, known, problems):
     try:
         tree = ET.parse(xml_file)
+        if tree.getroot().tag != "annotation":
+            raise _Malformed(f"the root element is <{tree.getroot().tag}>, not <annotation>")
         size = _size(tree)
         objects = [_object(obj) for obj in tree.findall("object")]
     except ET.ParseError as e:
@@ -170,7 +188,7 @@ def _parse(xml_file, image, wanted, known, problems):
         if known is not None and name not in known:
             problems.add(xml_file, f"unknown class {name!r} (known: {sorted(known)})")
             return None
-        box = _clip_overrun([x0 - 1.0, y0 - 1.0, x1, y1], width, height)  # 1-based -> 0-based
+        box = clip_overrun([x0 - 1.0, y0 - 1.0, x1, y1], width, height)  # 1-based -> 0-based
         problem = box_problem(box, width, height)
         if problem:
             problems.add(xml_file, f"{problem} for {name!r} (0-based)")
@@ -179,10 +197,3 @@ def _parse(xml_file, image, wanted, known, problems):
             annotations.append({"bbox": box, "bbox_mode": BoxMode.XYXY_ABS,
                                 "category_id": wanted[name], "iscrowd": int(difficult)})
     return {"height": height, "width": width, "annotations": annotations}
-
-
-def _clip_overrun(box, width, height):
-    """``box`` with each coordinate at most a pixel outside the image moved onto its edge."""
-    limits = (width, height, width, height)
-    return [min(max(v, 0.0), limit) if -1.0 <= v <= limit + 1.0 else v
-            for v, limit in zip(box, limits)]
