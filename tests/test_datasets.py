@@ -82,16 +82,12 @@ def test_cityscapes_boxes_are_visible_extents_and_groups_are_crowd(tmp_path):
     ]
 
 
-def test_cityscapes_boxes_are_those_of_json2instanceimg_instance_masks(tmp_path):
+def json2instanceimg_boxes(gt):
+    """The boxes of the instance masks cityscapesscripts' json2instanceImg draws for ``gt``."""
     from cityscapesscripts.helpers.annotation import Annotation
     from cityscapesscripts.helpers.labels import id2label
     from cityscapesscripts.preparation.json2instanceImg import createInstanceImage
 
-    # A plate over the car's whole bottom row: json2instanceImg does not draw it (label id -1).
-    plate = {"label": "license plate", "polygon": rect(10, 18, 30, 20)}
-    gt = cityscapes_tree(tmp_path, CITYSCAPES_OBJECTS + [plate])
-    (record,), problems = cityscapes.load_cityscapes_detection(
-        tmp_path / "leftImg8bit" / "train", tmp_path / "gtFine" / "train")
     annotation = Annotation()
     annotation.fromJsonFile(str(gt))
     instances = np.asarray(createInstanceImage(annotation, "ids"))
@@ -100,9 +96,57 @@ def test_cityscapes_boxes_are_those_of_json2instanceimg_instance_masks(tmp_path)
         ys, xs = np.nonzero(instances == instance)
         box = [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)]
         expected.append((id2label[instance // 1000].name, box, 0))
+    return sorted(expected)
+
+
+def test_cityscapes_boxes_are_those_of_json2instanceimg_instance_masks(tmp_path):
+    # A plate over the car's whole bottom row: json2instanceImg does not draw it (label id -1).
+    plate = {"label": "license plate", "polygon": rect(10, 18, 30, 20)}
+    gt = cityscapes_tree(tmp_path, CITYSCAPES_OBJECTS + [plate])
+    (record,), problems = cityscapes.load_cityscapes_detection(
+        tmp_path / "leftImg8bit" / "train", tmp_path / "gtFine" / "train")
+    expected = json2instanceimg_boxes(gt)
     assert not problems
-    assert [b for b in boxes(record, cityscapes.CLASSES) if not b[2]] == sorted(expected)
+    assert [b for b in boxes(record, cityscapes.CLASSES) if not b[2]] == expected
     assert ("car", [10.0, 10.0, 25.0, 21.0], 0) in expected
+
+
+def test_cityscapes_boxes_of_polygons_partly_outside_the_image_are_json2instanceimgs(tmp_path):
+    rng = np.random.default_rng(0)
+    # float corners; in the first image over every edge, in the second over the right and bottom
+    # ones only, so that the region drawn starts inside the image
+    for base, low in (("a_000000_000001", -10), ("a_000000_000002", 25)):
+        corners = rng.uniform(0, 16, size=(30, 5, 2)) + rng.uniform((low, low / 2), (62, 30),
+                                                                    size=(30, 1, 2))
+        objects = [{"label": ["car", "person", "bus", "road"][k % 4],
+                    "polygon": polygon.round(1).tolist()} for k, polygon in enumerate(corners)]
+        gt = cityscapes_tree(tmp_path, objects, city="a", base=base)
+        expected = json2instanceimg_boxes(gt)
+        assert len(expected) > 10 and max(b[1][2] for b in expected) == 64
+        assert (min(b[1][0] for b in expected) == 0) == (low < 0)
+    records, problems = cityscapes.load_cityscapes_detection(
+        tmp_path / "leftImg8bit" / "train", tmp_path / "gtFine" / "train")
+    assert not problems
+    for record in records:
+        gt = tmp_path / "gtFine" / "train" / "a" / f"{record['image_id']}_gtFine_polygons.json"
+        assert boxes(record, cityscapes.CLASSES) == json2instanceimg_boxes(gt)
+
+
+def test_cityscapes_boxes_are_drawn_on_their_part_of_the_image_whatever_its_size(tmp_path,
+                                                                                  monkeypatch):
+    gt = cityscapes_tree(tmp_path, CITYSCAPES_OBJECTS)
+    (small,), _ = cityscapes.load_cityscapes_detection(
+        tmp_path / "leftImg8bit" / "train", tmp_path / "gtFine" / "train")
+    gt.write_text(json.dumps({"imgHeight": 32768, "imgWidth": 32768,  # a 4 GB mask
+                              "objects": CITYSCAPES_OBJECTS}))
+    sizes = []
+    new = cityscapes.Image.new
+    monkeypatch.setattr(cityscapes.Image, "new", lambda mode, size, *a: sizes.append(size) or
+                        new(mode, size, *a))
+    (large,), _ = cityscapes.load_cityscapes_detection(
+        tmp_path / "leftImg8bit" / "train", tmp_path / "gtFine" / "train")
+    assert sizes == [(65, 29)]  # x 0-64, y 4-32: the polygons' extent, a pixel wider
+    assert boxes(large, cityscapes.CLASSES) == boxes(small, cityscapes.CLASSES)
 
 
 def test_cityscapes_object_hidden_by_objects_drawn_after_it_gets_no_box(tmp_path):
@@ -156,10 +200,13 @@ def test_cityscapes_bad_files_are_counted_skips(tmp_path):
                     base="aachen_000002_000019")
     orphan = cityscapes_tree(tmp_path, CITYSCAPES_OBJECTS, base="aachen_000003_000019")
     (tmp_path / "leftImg8bit" / "train" / "aachen" / "aachen_000003_000019_leftImg8bit.png").unlink()
+    fractional = cityscapes_tree(tmp_path, [], base="aachen_000005_000019")
+    fractional.write_text(json.dumps({"imgHeight": 32.9, "imgWidth": 64, "objects": []}))
     dicts, problems = cityscapes.load_cityscapes_detection(
         tmp_path / "leftImg8bit" / "train", tmp_path / "gtFine" / "train")
     assert [d["image_id"] for d in dicts] == [BASE]
     messages = dict(problems)
+    assert messages[str(fractional)] == "image size 64x32.9 is not whole pixels"
     assert "not a Cityscapes polygon file: JSONDecodeError" in messages[str(broken)]
     assert "unknown Cityscapes labels ['spaceship']" in " ".join(messages.values())
     assert "annotation without its image" in messages[str(orphan)]
@@ -653,6 +700,53 @@ def test_parsed_dicts_are_cached_until_a_file_or_the_loader_code_changes(tmp_pat
     entries = sorted(p.name[:-len("0123456789abcdef.pkl")] for p in
                      (tmp_path / "cache").glob("split-*.pkl"))
     assert entries == sorted(["split-another -", "split-b-another -", f"split-{version}-"])
+
+
+def test_a_damaged_cache_entry_is_read_again_and_a_cache_that_is_a_file_is_named(tmp_path,
+                                                                                monkeypatch):
+    from da_detect.data import cache
+
+    monkeypatch.setenv("DA_DETECT_CACHE", str(tmp_path / "cache"))
+    builds = []
+
+    def loaded():
+        return cache.cached("split", {}, [], lambda: builds.append(1) or ([{"a": 1}], []))
+
+    assert loaded() == loaded() == ([{"a": 1}], []) and len(builds) == 1
+    (entry,) = (tmp_path / "cache").glob("split-*.pkl")
+    for damaged in (entry.read_bytes()[:10], b""):  # cut short, as by a full disk
+        entry.write_bytes(damaged)
+        assert loaded() == ([{"a": 1}], [])
+        assert entry.read_bytes() != damaged  # stored anew
+    assert len(builds) == 3
+    monkeypatch.setenv("DA_DETECT_CACHE", str(entry))
+    with pytest.raises(DatasetError, match=f"the dataset cache {entry} \\(DA_DETECT_CACHE\\) is "
+                                           f"a file, not a folder"):
+        loaded()
+
+
+def test_links_to_nothing_and_unreadable_polygon_files_are_counted_skips(tmp_path, monkeypatch):
+    monkeypatch.setenv("DA_DETECT_CACHE", str(tmp_path / "cache"))
+    kitti_tree(tmp_path / "kitti", "000000", KITTI_LINES)
+    kitti_tree(tmp_path / "kitti", "000001", KITTI_LINES)
+    image = tmp_path / "kitti" / "training" / "image_2" / "000001.png"
+    image.unlink()
+    image.symlink_to(tmp_path / "nowhere.png")
+    register_kitti(tmp_path)
+    dicts, problems = load_with_problems("kitti_car_train")
+    assert [d["image_id"] for d in dicts] == ["000000"]
+    label = tmp_path / "kitti" / "training" / "label_2" / "000001.txt"
+    assert problems == [(str(label), f"annotation without its image {image}")]
+    gt = cityscapes_tree(tmp_path / "cityscapes", CITYSCAPES_OBJECTS)
+    cityscapes_tree(tmp_path / "cityscapes", CITYSCAPES_OBJECTS, base="aachen_000000_000020")
+    gt.unlink()
+    gt.mkdir()  # a folder named like a polygon file
+    (record,), problems = cityscapes.load_cityscapes_detection(
+        tmp_path / "cityscapes" / "leftImg8bit" / "train",
+        tmp_path / "cityscapes" / "gtFine" / "train")
+    assert record["image_id"] == "aachen_000000_000020"
+    assert problems == [(str(gt), f"unreadable polygon file: IsADirectoryError: [Errno 21] Is a "
+                                  f"directory: '{gt}'")]
 
 
 def test_kitti_and_cityscapes_are_reloaded_when_an_annotation_is_added(tmp_path, monkeypatch):

@@ -10,6 +10,7 @@ import pickle
 from pathlib import Path
 
 from ..atomic_file import atomic_open
+from .problems import DatasetError
 
 logger = logging.getLogger(__name__)
 
@@ -35,15 +36,25 @@ def cached(name, params, source_files, build):
     digest = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode())
     digest.update(loader_code_digest().encode())
     for path in source_files:
-        stat = os.stat(path)
-        digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        try:
+            stat = os.stat(path)
+        except OSError:  # a link to nothing: its loader names it
+            digest.update(f"{path}\0unreadable\n".encode())
+        else:
+            digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    folder = cache_dir()
+    if folder.exists() and not folder.is_dir():
+        raise DatasetError(f"the dataset cache {folder} (DA_DETECT_CACHE) is a file, not a folder")
     # the loaders' version in the name: another version's checkout sharing the cache keeps its own
-    path = cache_dir() / f"{name}-{loader_code_digest()[:8]}-{digest.hexdigest()[:16]}.pkl"
+    path = folder / f"{name}-{loader_code_digest()[:8]}-{digest.hexdigest()[:16]}.pkl"
     try:
         with open(path, "rb") as f:
             return pickle.load(f)
     except FileNotFoundError:  # not stored, or removed by a process storing other params
         pass
+    except Exception as e:  # cut short or damaged: parsed again, and stored anew
+        logger.warning(f"the cached dataset dicts {path} cannot be read ({type(e).__name__}: "
+                       f"{e}); reading {name} from its files again")
     result = build()
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_open(path, "wb") as f:

@@ -50,7 +50,8 @@ def list_files(image_dir, gt_dir, suffix, problems):
             gt = gt_dir / image.parent.name / (image.name[: -len(suffix)] + POLYGONS_SUFFIX)
             problems.add(image, f"image without its annotation {gt}")
     if not pairs:
-        raise DatasetError(f"no Cityscapes images with annotations under {image_dir} and {gt_dir}")
+        raise DatasetError(f"no Cityscapes images with annotations under {image_dir} and {gt_dir}"
+                           f" (images named <city>/*{suffix})")
     return pairs
 
 
@@ -71,10 +72,13 @@ def load_cityscapes_detection(image_dir, gt_dir, classes=CLASSES, foggy_beta=Non
 def _parse(gt_file, classes, problems):
     try:
         annotation = json.loads(Path(gt_file).read_text())
-        height, width = int(annotation["imgHeight"]), int(annotation["imgWidth"])
+        height, width = annotation["imgHeight"], annotation["imgWidth"]
         objects = [o for o in annotation["objects"] if not o.get("deleted", 0)]
         polygons = [[(float(x), float(y)) for x, y in o["polygon"]] for o in objects]
         labels = [str(o["label"]) for o in objects]
+    except OSError as e:
+        problems.add(gt_file, f"unreadable polygon file: {type(e).__name__}: {e}")
+        return None
     except (ValueError, KeyError, TypeError, AttributeError, OverflowError) as e:
         problems.add(gt_file, f"not a Cityscapes polygon file: {type(e).__name__}: {e}")
         return None
@@ -84,18 +88,25 @@ def _parse(gt_file, classes, problems):
     if problem:
         problems.add(gt_file, problem)
         return None
+    height, width = int(height), int(width)
     names = [assureSingleInstanceName(label) for label in labels]  # "cargroup" -> "car"
     unknown = sorted({label for label, name in zip(labels, names) if name is None})
     if unknown:
         problems.add(gt_file, f"unknown Cityscapes labels {unknown}")
         return None
 
-    ids = Image.new("I", (width, height), 0)
-    draw = ImageDraw.Draw(ids)
-    for k, (polygon, name) in enumerate(zip(polygons, names)):
-        if len(polygon) >= 2 and name2label[name].id >= 0:  # as json2instanceImg: no plates
-            draw.polygon(polygon, fill=k + 1)
-    extents = find_objects(np.asarray(ids, dtype=np.int32), max_label=len(polygons))
+    drawn = [(k, polygon) for k, (polygon, name) in enumerate(zip(polygons, names))
+             if len(polygon) >= 2 and name2label[name].id >= 0]  # as json2instanceImg: no plates
+    # drawn on the polygons' part of the image only: a mask of the whole image takes 4 bytes a
+    # pixel, gigabytes where a size is mistyped
+    x0, y0, x1, y1 = _region([polygon for _, polygon in drawn], width, height)
+    extents = [None] * len(polygons)
+    if x1 > x0 and y1 > y0:
+        ids = Image.new("I", (x1 - x0, y1 - y0), 0)
+        draw = ImageDraw.Draw(ids)
+        for k, polygon in drawn:
+            draw.polygon([(x - x0, y - y0) for x, y in polygon], fill=k + 1)
+        extents = find_objects(np.asarray(ids, dtype=np.int32), max_label=len(polygons))
 
     annotations = []
     for label, name, extent in zip(labels, names, extents):
@@ -103,9 +114,21 @@ def _parse(gt_file, classes, problems):
             continue
         rows, cols = extent
         annotations.append({
-            "bbox": [float(cols.start), float(rows.start), float(cols.stop), float(rows.stop)],
+            "bbox": [float(cols.start + x0), float(rows.start + y0), float(cols.stop + x0),
+                     float(rows.stop + y0)],
             "bbox_mode": BoxMode.XYXY_ABS,
             "category_id": classes.index(name),
             "iscrowd": int(name != label),
         })
     return {"height": height, "width": width, "annotations": annotations}
+
+
+def _region(polygons, width, height):
+    """(x0, y0, x1, y1): a rectangle of the ``width`` x ``height`` image holding every pixel the
+    polygons can cover (their extent, a pixel wider); empty (x1 <= x0) where they cover none."""
+    if not polygons:
+        return 0, 0, 0, 0
+    points = np.concatenate([np.asarray(polygon, dtype=np.float64) for polygon in polygons])
+    x0, y0 = np.maximum(np.floor(points.min(axis=0)).astype(int) - 1, 0)
+    x1, y1 = np.minimum(np.ceil(points.max(axis=0)).astype(int) + 2, (width, height))
+    return int(x0), int(y0), int(x1), int(y1)

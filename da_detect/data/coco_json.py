@@ -11,7 +11,6 @@
   another box). An annotation of no image in the file is a problem too.
 """
 import json
-import math
 import numbers
 import tempfile
 from pathlib import Path
@@ -72,15 +71,13 @@ def _check(data, what, json_file, problems):
         if image_id in sizes:
             raise DatasetError(f"{what}: two images with 'id' {image_id!r}: a box could not be "
                                f"told which one it belongs to")
-        width, height = image.get("width"), image.get("height")
-        sizes[image_id] = (width, height) if _whole(width) and _whole(height) else None
+        sizes[image_id] = (image.get("width"), image.get("height"))
     if len({type(i) for i in sizes}) > 1:
         raise DatasetError(f"{what}: image ids mix integers and strings")
 
     dropped = set()
     for image_id, size in sizes.items():
-        problem = "'width' and 'height' are not whole numbers" if size is None else (
-            image_size_problem(*size))
+        problem = image_size_problem(*size)
         if problem:
             problems.add(json_file, f"image {image_id!r}: {problem}")
             dropped.add(image_id)
@@ -121,11 +118,6 @@ def _unique(items, key, field, what):
             raise DatasetError(f"{what}: two {key} with '{field}' {value!r}")
         seen.add(value)
     return seen
-
-
-def _whole(value):
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and (
-        math.isfinite(value) and float(value).is_integer())
 
 
 def _box_problem(bbox, width, height):

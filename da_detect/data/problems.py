@@ -14,6 +14,7 @@
 """
 import logging
 import math
+import numbers
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -68,6 +69,9 @@ def clip_overrun(box, width, height):
 
 def image_size_problem(width, height, limit=1 << 15):
     """What is wrong with an image size read from an annotation, or None."""
+    if not all(isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+               and float(v).is_integer() for v in (width, height)):
+        return f"image size {width!r}x{height!r} is not whole pixels"
     if not (0 < width <= limit and 0 < height <= limit):
         return f"image size {width}x{height} is not between 1 and {limit} pixels"
     return None
