@@ -241,3 +241,69 @@ def test_cityscapes_malformed_polygon_files(document):
                        and np.max(np.array(o["polygon"])[:, 0]) >= x1 - 1
                        and np.min(np.array(o["polygon"])[:, 1]) <= y0 + 1
                        and np.max(np.array(o["polygon"])[:, 1]) >= y1 - 1 for o in objects)
+
+
+# COCO-JSON: boxes and sizes of any type and value, ids that may repeat or point nowhere.
+coco_value = st.one_of(numbers, st.text(max_size=3), st.none(), st.booleans())
+coco_image = st.fixed_dictionaries({
+    "id": st.sampled_from([1, 2, 3, "a"]),
+    "width": st.one_of(st.just(WIDTH), st.just(WIDTH), coco_value),
+    "height": st.one_of(st.just(HEIGHT), st.just(HEIGHT), coco_value)})
+coco_annotation = st.fixed_dictionaries({
+    "image_id": st.sampled_from([1, 2, 3, 4, "a"]), "category_id": st.sampled_from([1] * 9 + [2]),
+    "bbox": st.one_of(st.lists(st.integers(-5, 70), min_size=4, max_size=4),
+                      st.lists(st.one_of(st.integers(-5, 70), coco_value), min_size=3,
+                               max_size=5), coco_value)})
+
+
+def coco_sound(image, annotations):
+    """Whether an image and its annotations are ones a COCO reader must take: the image's size,
+    and boxes of 4 numbers with an area, inside the image."""
+    def sound(bbox):
+        return (isinstance(bbox, list) and len(bbox) == 4
+                and all(isinstance(v, int) and not isinstance(v, bool) for v in bbox)
+                and bbox[2] > 0 and bbox[3] > 0 and bbox[0] >= 0 and bbox[1] >= 0
+                and bbox[0] + bbox[2] <= WIDTH and bbox[1] + bbox[3] <= HEIGHT)
+    return ((image["width"], image["height"]) == (WIDTH, HEIGHT)
+            and not any(isinstance(v, bool) for v in (image["width"], image["height"]))
+            and all(sound(a["bbox"]) for a in annotations))
+
+
+@SETTINGS
+@given(images=st.lists(coco_image, min_size=1, max_size=3, unique_by=lambda i: i["id"])
+       | st.lists(coco_image, min_size=2, max_size=3),
+       annotations=st.lists(coco_annotation, max_size=5))
+def test_coco_malformed_files(images, annotations):
+    from da_detect.data.coco_json import load_coco_domain
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        json_file = root / "mine.json"
+        json_file.write_text(json.dumps({
+            "images": [dict(image, file_name=f"{k}.png") for k, image in enumerate(images)],
+            "annotations": [dict(a, id=k + 1, iscrowd=0) for k, a in enumerate(annotations)],
+            "categories": [{"id": 1, "name": "car"}]}))
+        outcome = load_outcome(lambda: load_coco_domain("mine", str(json_file), tmp))
+        ids = [image["id"] for image in images]
+        if outcome is None:  # the whole file: ids repeated or of two types, another category
+            assert (len(set(ids)) < len(ids) or len({type(i) for i in ids}) > 1
+                    or any(a["category_id"] == 2 for a in annotations))
+            return
+        dicts, problems = outcome
+        assert {path for path, _ in problems} <= {str(json_file)}
+        kept = {d["image_id"]: d for d in dicts}
+        for image in images:
+            own = [a for a in annotations if a["image_id"] == image["id"]]
+            if image["id"] not in kept:  # dropped, and named
+                assert not coco_sound(image, own)
+                assert any(m.startswith(f"image {image['id']!r}: ") for _, m in problems)
+                continue
+            record = kept[image["id"]]
+            assert len(record["annotations"]) == len(own)
+            for annotation in record["annotations"]:
+                x, y, w, h = annotation["bbox"]
+                box = [max(x, 0), max(y, 0), min(x + w, WIDTH), min(y + h, HEIGHT)]
+                assert w > 0 and h > 0 and abs(box[2] - (x + w)) <= 1 and abs(box[0] - x) <= 1
+                assert_sound_box(box, WIDTH, HEIGHT)  # as detectron2 clips it
+        orphans = sum(a["image_id"] not in ids for a in annotations)
+        assert sum("is no image's id" in m for _, m in problems) == orphans
