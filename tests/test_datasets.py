@@ -333,6 +333,13 @@ def test_image_folder_finds_every_image_at_the_size_training_reads(tmp_path):
         ("CAMERA", 20, 10), ("turned", 30, 40), ("upright", 40, 30)]
     shapes = [image.shape for _, image in readable_images(dicts, "BGR", problems)]
     assert shapes == [(10, 20, 3), (40, 30, 3), (30, 40, 3)] and not problems
+    (tmp_path / "frames" / "album.png").mkdir()  # a folder is no image
+    (tmp_path / "frames" / "gone.png").symlink_to(tmp_path / "nowhere.png")  # a link to nothing
+    dicts, problems = custom.load_image_folder(tmp_path / "frames")
+    assert len(dicts) == 3
+    assert [(path, message.split(":")[0]) for path, message in problems] == [
+        (str(tmp_path / "frames" / "gone.png"), "unreadable image (FileNotFoundError")]
+
 
 def voc_xml(objects, width=1914, height=1052):
     body = "".join(

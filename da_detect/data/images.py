@@ -12,13 +12,13 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")  # in any case: cameras write .JPG
 
 
 def image_files(folder):
-    """The paths of the .jpg/.jpeg/.png files (any case) in ``folder``, sorted; none where it is
-    no folder."""
+    """The paths of the .jpg/.jpeg/.png files (any case) in ``folder``, sorted, links to nothing
+    among them (their readers name them); none where it is no folder."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
     return sorted(str(p) for p in folder.iterdir()
-                  if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+                  if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir())
 
 
 # What PIL raises on an image file it cannot read: OSError (UnidentifiedImageError is one) for a
