@@ -6,9 +6,9 @@
   image, two images with one id (pycocotools would keep one and give it both images' boxes), two
   categories with one id or one name, an annotation of an unknown category.
 * An image is dropped, as a counted problem, where its size or one of its boxes cannot be used
-  (a size outside 1 to 2**15 pixels; a ``bbox`` that is not 4 finite numbers, is empty, or lies
-  more than a pixel outside the image: detectron2 would crash on it, drop it, or flip it into
-  another box). An annotation of no image in the file is a problem too.
+  (a size that is not a whole number of pixels from 1 to 2**15; a ``bbox`` that is not 4 finite
+  numbers, is empty, or lies more than a pixel outside the image: detectron2 would crash on it,
+  drop it, or flip it into another box). An annotation of no image in the file is a problem too.
 """
 import json
 import numbers
