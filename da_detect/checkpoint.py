@@ -125,7 +125,7 @@ class DACheckpointer(DetectionCheckpointer):
             raise CheckpointError(
                 f"{filename}: torch.load(weights_only=True) refuses it ({refused}); set "
                 f"MODEL.ALLOW_UNSAFE_PICKLE True if you trust this file") from e
-        except (RuntimeError, EOFError, KeyError, ValueError) as e:  # truncated, not a torch file
+        except Exception as e:  # truncated, not a torch file: what it raises depends on its bytes
             raise CheckpointError(f"{filename}: not a readable checkpoint "
                                   f"({type(e).__name__}: {e})") from e
         checkpoint = loaded if isinstance(loaded, dict) and "model" in loaded else {"model": loaded}

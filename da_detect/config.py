@@ -10,6 +10,7 @@ with ``w_*`` the per-part ``LOSS_WEIGHT`` below (1.0 reproduces the paper) and e
 on or off by its ``ENABLED`` key, so the paper's ablation is four configs.
 """
 import difflib
+import math
 import os
 import re
 
@@ -134,17 +135,19 @@ def check_da_config(cfg):
             da.INSTANCE.DROPOUT, "must be in [0, 1)")
     require(da.INSTANCE.REGIONS_PER_IMAGE == -1 or da.INSTANCE.REGIONS_PER_IMAGE > 0,
             "MODEL.DA.INSTANCE.REGIONS_PER_IMAGE", da.INSTANCE.REGIONS_PER_IMAGE, "must be > 0 or -1")
-    averaging = cfg.SOLVER.WEIGHT_AVERAGING
-    require(averaging.PERIOD > 0, "SOLVER.WEIGHT_AVERAGING.PERIOD", averaging.PERIOD, "must be > 0")
-    require(0 <= averaging.START_ITER <= cfg.SOLVER.MAX_ITER,
-            "SOLVER.WEIGHT_AVERAGING.START_ITER", averaging.START_ITER,
-            f"must be in [0, SOLVER.MAX_ITER = {cfg.SOLVER.MAX_ITER}]")
     positive = {"SOLVER.IMS_PER_BATCH": cfg.SOLVER.IMS_PER_BATCH,
                 "SOLVER.MAX_ITER": cfg.SOLVER.MAX_ITER,
                 "SOLVER.CHECKPOINT_PERIOD": cfg.SOLVER.CHECKPOINT_PERIOD,
                 "INPUT.MAX_SIZE_TRAIN": cfg.INPUT.MAX_SIZE_TRAIN}
     for key, value in positive.items():
         require(value > 0, key, value, "must be > 0")
+    require(math.isfinite(cfg.SOLVER.BASE_LR) and cfg.SOLVER.BASE_LR >= 0, "SOLVER.BASE_LR",
+            cfg.SOLVER.BASE_LR, "must be a number >= 0")
+    averaging = cfg.SOLVER.WEIGHT_AVERAGING
+    require(averaging.PERIOD > 0, "SOLVER.WEIGHT_AVERAGING.PERIOD", averaging.PERIOD, "must be > 0")
+    require(0 <= averaging.START_ITER <= cfg.SOLVER.MAX_ITER,
+            "SOLVER.WEIGHT_AVERAGING.START_ITER", averaging.START_ITER,
+            f"must be in [0, SOLVER.MAX_ITER = {cfg.SOLVER.MAX_ITER}]")
     for key, value in {"DATALOADER.NUM_WORKERS": cfg.DATALOADER.NUM_WORKERS,
                        "TEST.EVAL_PERIOD": cfg.TEST.EVAL_PERIOD}.items():
         require(value >= 0, key, value, "must be >= 0")
@@ -248,9 +251,12 @@ def load_config(config_file, opts=()):
     Raises ConfigError naming the file or key for a missing file, an unknown key, a value out of
     range or an unknown dataset.
     """
+    if not config_file:
+        raise ConfigError("no config file given (--config-file FILE)")
     if not os.path.isfile(config_file):
         raise ConfigError(f"config file not found: {config_file}"
                           f"{' (a folder)' if os.path.isdir(config_file) else ''}")
+    _check_base_chain(config_file)
     cfg = get_cfg()
     add_da_config(cfg)
     try:
@@ -284,6 +290,33 @@ def load_config(config_file, opts=()):
         raise ConfigError(str(e)) from e
     check_dataset_names(cfg)
     return cfg
+
+
+def _check_base_chain(config_file, chain=()):
+    """A ConfigError naming the file of ``config_file``'s _BASE_ chain that holds no mapping of
+    keys (a list, a string, nothing), or that names a file already in the chain (fvcore would
+    recurse until Python stops it). Files that cannot be read or parsed are left to
+    ``merge_from_file``, which names them."""
+    chain = (*chain, config_file)
+    try:
+        with open(config_file) as f:
+            content = yaml.safe_load(f)
+    except (OSError, yaml.YAMLError):
+        return
+    if not isinstance(content, dict):
+        held = "nothing" if content is None else f"a {type(content).__name__}"
+        raise ConfigError(f"{config_file}: not a mapping of config keys (KEY: value), but "
+                          f"{held}")
+    base = content.get("_BASE_")
+    if not isinstance(base, str):
+        return
+    base = os.path.expanduser(base)
+    if not base.startswith(("/", "https://", "http://")):  # fvcore's rule: relative to the file
+        base = os.path.join(os.path.dirname(config_file), base)
+    if any(os.path.exists(base) and os.path.samefile(base, f) for f in chain):
+        raise ConfigError(f"{chain[0]}: its _BASE_ chain loops: "
+                          f"{' -> '.join([*chain, base])}")
+    _check_base_chain(base, chain)
 
 
 def _message(error):

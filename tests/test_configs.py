@@ -46,7 +46,34 @@ def test_a_yaml_syntax_error_is_named_with_its_file_and_line(tmp_path):
                               f'"{base}", line 2') and "\n" not in message
 
 
+@pytest.mark.parametrize("content, message", [
+    ("- SOLVER\n- MODEL\n", "not a mapping of config keys (KEY: value), but a list"),
+    ("SOLVER.MAX_ITER 5\n", "not a mapping of config keys (KEY: value), but a str"),
+    ("", "not a mapping of config keys (KEY: value), but nothing"),
+])
+def test_a_config_file_that_holds_no_keys_is_named(tmp_path, content, message):
+    base = tmp_path / "Base.yaml"
+    base.write_text(content)
+    config = tmp_path / "experiment.yaml"
+    config.write_text('_BASE_: "Base.yaml"\n')
+    for named in (base, config):
+        with pytest.raises(ConfigError) as error:
+            load_config(str(named))
+        assert str(error.value) == f"{base}: {message}"
+
+
+def test_a_base_chain_that_loops_is_named(tmp_path):
+    (tmp_path / "a.yaml").write_text('_BASE_: "sub/b.yaml"\n')
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "b.yaml").write_text('_BASE_: "../a.yaml"\n')
+    with pytest.raises(ConfigError) as error:
+        load_config(str(tmp_path / "a.yaml"))
+    assert str(error.value) == (f"{tmp_path}/a.yaml: its _BASE_ chain loops: {tmp_path}/a.yaml -> "
+                                f"{tmp_path}/sub/b.yaml -> {tmp_path}/sub/../a.yaml")
+
+
 @pytest.mark.parametrize("config,opts,message", [
+    ("", [], "no config file given (--config-file FILE)"),
     ("configs/missing.yaml", [], "config file not found: configs/missing.yaml"),
     ("configs", [], "config file not found: configs (a folder)"),
     (SYNTHETIC_FPN, ["DATASETS.TEST", "('synthetic_fogy_val',)"],
@@ -65,6 +92,9 @@ def test_a_yaml_syntax_error_is_named_with_its_file_and_line(tmp_path):
      "SOLVER.TARGET_IMS_PER_BATCH = 0: must be > 0"),
     (SYNTHETIC_FPN, ["SOLVER.IMS_PER_BATCH", "0"], "SOLVER.IMS_PER_BATCH = 0: must be > 0"),
     (SYNTHETIC_FPN, ["SOLVER.MAX_ITER", "0"], "SOLVER.MAX_ITER = 0: must be > 0"),
+    (SYNTHETIC_FPN, ["SOLVER.MAX_ITER", "-3"], "SOLVER.MAX_ITER = -3: must be > 0"),
+    (SYNTHETIC_FPN, ["SOLVER.BASE_LR", "-1.0"], "SOLVER.BASE_LR = -1.0: must be a number >= 0"),
+    (SYNTHETIC_FPN, ["SOLVER.BASE_LR", "1e999"], "SOLVER.BASE_LR = inf: must be a number >= 0"),
     (SYNTHETIC_FPN, ["SOLVER.CHECKPOINT_PERIOD", "0"],
      "SOLVER.CHECKPOINT_PERIOD = 0: must be > 0"),
     (SYNTHETIC_FPN, ["DATALOADER.NUM_WORKERS", "-1"], "DATALOADER.NUM_WORKERS = -1: must be >= 0"),

@@ -330,9 +330,11 @@ def test_files_that_are_no_checkpoint_are_named_as_such(tmp_path):
     model = nn.Linear(3, 2)
     text, noise, listed = tmp_path / "text.pth", tmp_path / "noise.pth", tmp_path / "list.pth"
     text.write_text("not a checkpoint\n")
+    sentence = tmp_path / "sentence.pth"
+    sentence.write_text("this is not a checkpoint")  # torch's unpickler: IndexError
     noise.write_bytes(bytes(range(256))[::-3] * 3)
     torch.save([1, 2], listed)
-    for path in (text, noise):
+    for path in (text, sentence, noise):
         with pytest.raises(CheckpointError, match=f"{path}: not a readable checkpoint") as error:
             DACheckpointer(model).load(str(path))
         assert "ALLOW_UNSAFE_PICKLE" not in str(error.value)  # trusting it would not help

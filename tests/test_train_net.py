@@ -101,6 +101,21 @@ def test_eval_only_reproduces_the_numbers(trained, quick, tmp_path):
     assert json.loads(predictions.read_text())  # the new evaluation's detections
 
 
+def test_eval_only_names_what_is_wrong_rather_than_a_sound_checkpoint(trained, quick, tmp_path):
+    out, _ = trained
+    for name in ("last_checkpoint", "model_final.pth"):  # a training run's OUTPUT_DIR
+        shutil.copy(out / name, tmp_path)
+    for opts, message in (
+            ([], f"--eval-only: MODEL.WEIGHTS is empty: nothing to evaluate (--resume evaluates "
+                 f"OUTPUT_DIR's last checkpoint, {tmp_path / 'model_final.pth'})"),
+            (["MODEL.WEIGHTS", out / "model_final.pth", "MODEL.ROI_HEADS.NUM_CLASSES", "5"],
+             "MODEL.ROI_HEADS.NUM_CLASSES = 5, but 'synthetic_clean_train' has 3 classes")):
+        result = run_train_net_here("--config-file", SYNTHETIC_FPN, "--eval-only", *quick,
+                                    "OUTPUT_DIR", tmp_path, *opts, check=False)
+        assert result.returncode == 1
+        assert result.stderr.strip().splitlines()[-1].startswith(f"error: {message}")
+
+
 def test_a_new_run_refuses_an_output_dir_with_checkpoints(trained, quick, tmp_path):
     out, _ = trained
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
@@ -190,6 +205,10 @@ NEEDS_NO_GPU = pytest.mark.skipif(torch.cuda.is_available(), reason="this machin
     (["--config-file", SYNTHETIC_FPN, "OUTPUT_DIR", "a_file"],
      "OUTPUT_DIR a_file: cannot be made a folder (File exists: a_file)"),
     (["--config-file", SYNTHETIC_FPN, "--eval-only"], "--eval-only: MODEL.WEIGHTS is empty"),
+    (["OUTPUT_DIR", "out"], "no config file given (--config-file FILE)"),
+    (["--config-file", SYNTHETIC_FPN, "--num-gpus", "0"], "--num-gpus 0: must be 1 or more"),
+    (["--config-file", SYNTHETIC_FPN, "--machine-rank", "1"],
+     "--machine-rank 1: must be in [0, --num-machines 1)"),
     (["--config-file", SYNTHETIC_FPN, "--eval-only", "DATASETS.TEST", "()"],
      "--eval-only: DATASETS.TEST is empty: no split to evaluate on"),
     (["--config-file", SYNTHETIC_FPN, "--eval-only", "MODEL.WEIGHTS", "output/no-such.pth"],

@@ -21,6 +21,7 @@ import da_detect  # noqa: F401  (detectron2 compatibility, registrations; before
 from da_detect.atomic_file import atomic_open, keep_earlier
 from da_detect.checkpoint import CheckpointError, DACheckpointer
 from da_detect.config import ConfigError, load_config
+from da_detect.data.classes import check_same_classes
 from da_detect.data.problems import DatasetError
 from da_detect.data.worker_processes import WorkerEndedError
 from da_detect.engine import DATrainer
@@ -69,15 +70,20 @@ def main(args):
     try:
         cfg = setup(args)
         if args.eval_only:
+            with raised_together(DatasetError):  # a NUM_CLASSES override, before the checkpoint
+                check_same_classes(cfg, cfg.DATASETS.TEST)  # is blamed for it
             model = DATrainer.build_model(cfg)
             checkpointer = DACheckpointer(model, save_dir=cfg.OUTPUT_DIR,
                                           allow_unsafe_pickle=cfg.MODEL.ALLOW_UNSAFE_PICKLE)
             checkpointer.resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
             with raised_together(CheckpointError):
                 if not checkpointer.loaded:
-                    raise CheckpointError("--eval-only: MODEL.WEIGHTS is empty (and no "
-                                          "checkpoint in OUTPUT_DIR to --resume from): nothing "
-                                          "to evaluate")
+                    raise CheckpointError(
+                        f"--eval-only: MODEL.WEIGHTS is empty: nothing to evaluate (--resume "
+                        f"evaluates OUTPUT_DIR's last checkpoint, "
+                        f"{checkpointer.get_checkpoint_file()})" if checkpointer.has_checkpoint()
+                        else "--eval-only: MODEL.WEIGHTS is empty (and no checkpoint in "
+                             "OUTPUT_DIR to --resume from): nothing to evaluate")
                 checkpointer.require_inference_weights()
             if comm.is_main_process():
                 keep_earlier_predictions(cfg)

@@ -48,6 +48,12 @@ def torchrun_process_group(on_gpu=False):
 
 def launch_main(main, args):
     """Run ``main(args)`` in this process under torchrun, else through detectron2's launch."""
+    for flag, value in (("--num-gpus", args.num_gpus), ("--num-machines", args.num_machines)):
+        if value < 1:
+            raise SystemExit(f"error: {flag} {value}: must be 1 or more")
+    if not 0 <= args.machine_rank < args.num_machines:
+        raise SystemExit(f"error: --machine-rank {args.machine_rank}: must be in [0, "
+                         f"--num-machines {args.num_machines})")
     device = _model_device(args)
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit(f"error: MODEL.DEVICE {device}: this machine has no CUDA GPU (for torch "
