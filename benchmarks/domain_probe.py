@@ -23,7 +23,7 @@ import da_detect  # noqa: F401  (detectron2 compatibility, registrations; before
 import torch
 from da_detect.argument_types import at_least
 from da_detect.checkpoint import CheckpointError
-from da_detect.config import ConfigError, load_config
+from da_detect.config import ConfigError, did_you_mean, load_config
 from da_detect.data.problems import DatasetError
 from da_detect.engine.predictor import Predictor
 from da_detect.modeling.image_domain_classifier import ImageDomainClassifier, image_domain_loss
@@ -125,6 +125,13 @@ def main():
         train = {"source": args.source_split or cfg.DATASETS.TRAIN[0],
                  "target": args.target_split or cfg.DATASETS.TARGET_TRAIN[0]}
         val = {d: name.replace("_train", "_val") for d, name in train.items()}
+        for domain, name in train.items():
+            if name not in DatasetCatalog.list():
+                raise ConfigError(f"--{domain}-split {name}: not a registered dataset name"
+                                  f"{did_you_mean(name, DatasetCatalog.list())}")
+            if val[domain] == name or val[domain] not in DatasetCatalog.list():
+                raise ConfigError(f"--{domain}-split {name}: no validation split beside it (the "
+                                  f"probe is measured on the split named with _val for _train)")
         records = {(d, part): DatasetCatalog.get(splits[d])[:args.images]
                    for part, splits in (("train", train), ("val", val)) for d in splits}
     except (ConfigError, DatasetError, KeyError) as e:

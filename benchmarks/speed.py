@@ -34,7 +34,7 @@ from pathlib import Path
 
 import da_detect  # noqa: F401  (detectron2 compatibility, registrations; before detectron2)
 import torch
-from da_detect.argument_types import at_least
+from da_detect.argument_types import at_least, file_in_the_way
 from da_detect.atomic_file import atomic_open
 from da_detect.config import ConfigError, deployment_config, load_config
 from da_detect.data.builtin import register_synthetic_split
@@ -248,6 +248,9 @@ def main():
     args = parser.parse_args()
     if args.output and args.output.is_dir():
         parser.error(f"--output {args.output} is a folder, not a file")
+    if args.output and file_in_the_way(args.output):
+        parser.error(f"--output {args.output} cannot be written: {file_in_the_way(args.output)} "
+                     f"is a file")
 
     try:
         cfgs = load(args)

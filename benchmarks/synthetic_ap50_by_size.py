@@ -43,7 +43,12 @@ def ap50_by_area(coco, detections_json, bounds):
     if not detections:
         return [0.0] * (len(bounds) + 2)
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints as it goes
-        evaluation = COCOeval(coco, coco.loadRes(detections), "bbox")
+        try:
+            results = coco.loadRes(detections)
+        except (AssertionError, KeyError, TypeError, IndexError) as e:  # pycocotools asserts
+            raise SystemExit(f"error: {detections_json}: not detections of {len(coco.imgs)} "
+                             f"images of this split ({type(e).__name__}: {e})") from e
+        evaluation = COCOeval(coco, results, "bbox")
         edges = [0.0, *bounds, 1e10]
         # pycocotools' ranges hold both ends: each upper end just below the bound, so that a box
         # on a bound counts in one range only
@@ -65,6 +70,9 @@ def main():
     parser.add_argument("output", type=Path, help="a tools/benchmark_synthetic.py --output folder")
     parser.add_argument("--target", default="foggy", choices=TARGET_DOMAINS)
     args = parser.parse_args()
+    if not args.output.is_dir():
+        parser.error(f"{args.output}: {'a file' if args.output.exists() else 'no such folder'}, "
+                     f"not a tools/benchmark_synthetic.py --output folder")
 
     dataset = synthetic_split_name(args.target, "val")
     with contextlib.redirect_stdout(io.StringIO()):

@@ -1,5 +1,6 @@
 """argparse types of the command-line tools."""
 import argparse
+import math
 from pathlib import Path
 
 
@@ -13,6 +14,28 @@ def at_least(minimum):
     return integer
 
 
+def above_zero(text):
+    """A finite number above 0 (a learning rate)."""
+    value = float(text)
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text}: must be a number above 0")
+    return value
+
+
+def fraction(text):
+    """A number from 0 to 1 (a score threshold)."""
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text}: must be a number from 0 to 1")
+    return value
+
+
+def file_in_the_way(path):
+    """The file among ``path``'s parents that stops it being made, or None."""
+    in_the_way = next((p for p in Path(path).absolute().parents if p.exists()), None)
+    return in_the_way if in_the_way is not None and not in_the_way.is_dir() else None
+
+
 def new_output_folder(text):
     """The output folder of a tool that writes several files: one that does not exist yet (the
     tool makes it) or is empty, so that a run neither overwrites an earlier run's files nor
@@ -24,7 +47,7 @@ def new_output_folder(text):
         raise argparse.ArgumentTypeError(
             f"{text} is not empty: an earlier run's files would be overwritten or mixed with "
             f"this run's; give a new or empty folder")
-    in_the_way = next((p for p in path.absolute().parents if p.exists()), None)
-    if in_the_way is not None and not in_the_way.is_dir():
+    in_the_way = file_in_the_way(path)
+    if in_the_way is not None:
         raise argparse.ArgumentTypeError(f"{text} cannot be made: {in_the_way} is a file")
     return path

@@ -42,6 +42,11 @@ def test_speed_benchmark_reports_both_modes_side_by_side(tmp_path):
     assert "Plain and adapted predictions identical: yes." in text
     (earlier,) = tmp_path.glob("speed.*.md")  # kept under the time it was written
     assert earlier.read_text() == "an earlier table\n"
+    # refused before it measures, not after
+    result = run_script("benchmarks/speed.py", "--config-file", SYNTHETIC_DA, "--output",
+                        output / "speed.md", check=False)
+    assert result.returncode == 2 and result.stderr.strip().splitlines()[-1].endswith(
+        f"error: --output {output}/speed.md cannot be written: {output} is a file")
 
 
 def test_each_benchmark_variant_trains_what_its_name_says():
@@ -109,6 +114,28 @@ def test_benchmark_overrides_are_checked_with_the_options_of_each_run(capsys):
     assert capsys.readouterr().err.strip().splitlines()[-1].endswith(
         "error: source_only (faster_rcnn_R18_FPN_source_only.yaml): "
         "SOLVER.WEIGHT_AVERAGING.START_ITER = 150: must be in [0, SOLVER.MAX_ITER = 100]")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--seeds", "1", "1"], "--seeds: [1] given twice"),
+    (["--variants", "oracle", "source_only", "oracle"], "--variants: ['oracle'] given twice"),
+    (["--seeds", "-5"], "argument --seeds: -5: must be at least 0"),
+    (["--lr", "0"], "argument --lr: 0: must be a number above 0"),
+    (["--output", "a_file/run"], "--output a_file/run cannot be made: {tmp}/a_file is a file"),
+    (["SEED", "7"], "override SEED: the benchmark sets it for each run (from --seeds)"),
+    (["MODEL.DA.LOSS_WEIGHT", "1.0", "SOLVER.MAX_ITER", "300"],
+     "override SOLVER.MAX_ITER: the benchmark sets it for each run (from --pretrain-iters and "
+     "--iters)"),
+])
+def test_benchmark_options_that_would_not_mean_what_they_say_are_refused(argv, message, capsys,
+                                                                          tmp_path, monkeypatch):
+    benchmark = load_script("tools/benchmark_synthetic.py")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a_file").touch()
+    with pytest.raises(SystemExit):
+        benchmark.parse_args(argv)
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(
+        "error: " + message.format(tmp=tmp_path))
 
 
 def test_synthetic_benchmark_writes_table_and_chart(tmp_path):
@@ -203,6 +230,15 @@ def test_ap50_by_size_splits_boxes_into_area_thirds(tmp_path):
     assert 60 < overall < 70  # 2/3 recall at precision 1
 
 
+def test_ap50_by_size_names_an_output_folder_that_is_none(tmp_path):
+    (tmp_path / "results.md").touch()
+    for path, what in ((tmp_path / "nowhere", "no such folder"), (tmp_path / "results.md",
+                                                                  "a file")):
+        result = run_script_here("benchmarks/synthetic_ap50_by_size.py", path, check=False)
+        assert result.returncode == 2 and result.stderr.strip().splitlines()[-1].endswith(
+            f"error: {path}: {what}, not a tools/benchmark_synthetic.py --output folder")
+
+
 def test_ap50_by_size_counts_a_box_on_a_bound_in_one_range(tmp_path):
     by_size = load_script("benchmarks/synthetic_ap50_by_size.py")
     coco, _ = one_square_car_per_image([10, 20, 30])  # areas 100, 400 (on a bound) and 900
@@ -213,6 +249,11 @@ def test_ap50_by_size_counts_a_box_on_a_bound_in_one_range(tmp_path):
     assert (small, medium, large) == (0.0, pytest.approx(100.0), 0.0)
     detections.write_text(detections.read_text()[:30])  # an evaluation cut short
     with pytest.raises(SystemExit, match=f"^error: {detections}: not a JSON file of detections"):
+        by_size.ap50_by_area(coco, detections, [400.0, 650.0])
+    detections.write_text(json.dumps([{"image_id": 7, "category_id": 1, "bbox": [1, 1, 5, 5],
+                                       "score": 1.0}]))  # another split's
+    with pytest.raises(SystemExit, match=f"^error: {detections}: not detections of 3 images of "
+                                         f"this split"):
         by_size.ap50_by_area(coco, detections, [400.0, 650.0])
 
 
@@ -277,3 +318,11 @@ def test_domain_probe_reports_every_model(tmp_path):
                               "--weights", str(weights), "--features", "p3", "p9", "--images", "1",
                               *TINY, check=False)
     assert unknown.returncode != 0 and "--features ['p9']" in unknown.stderr
+    for split, message in (("synthetic_fogy_train", "not a registered dataset name (did you "
+                                                    "mean 'synthetic_foggy_train'"),
+                           ("synthetic_foggy_val", "no validation split beside it")):
+        refused = run_script_here("benchmarks/domain_probe.py", "--config-file", SYNTHETIC_DA,
+                                  "--weights", str(weights), "--target-split", split, *TINY,
+                                  check=False)
+        assert refused.returncode == 1 and refused.stderr.strip().splitlines()[-1].startswith(
+            f"error: --target-split {split}: {message}")

@@ -342,6 +342,9 @@ def test_infer_refuses_to_draw_over_its_input_or_to_run_without_weights(trained,
     assert exit_of(*infer_command("--input", folder, "--output", a_file, *weights)) == 2
     assert "is a file, not a folder" in capsys.readouterr().err
     assert a_file.read_text() == "kept"
+    assert exit_of(*infer_command("--input", folder, "--output", tmp_path / "out",
+                                  "--score-threshold", "5", *weights)) == 2
+    assert "argument --score-threshold: 5: must be a number from 0 to 1" in capsys.readouterr().err
     assert (folder / image.name).read_bytes() == image.read_bytes()
     assert exit_of(*infer_command("--input", folder, "--output", tmp_path / "out")).startswith(
         "error: MODEL.WEIGHTS is empty")

@@ -39,7 +39,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import da_detect  # noqa: F401  (detectron2 compatibility, registrations; before detectron2)
-from da_detect.argument_types import at_least
+from da_detect.argument_types import above_zero, at_least, file_in_the_way
 from da_detect.atomic_file import atomic_open, keep_earlier
 from da_detect.config import ConfigError, load_config
 from da_detect.data.builtin import synthetic_split_name
@@ -65,6 +65,15 @@ OPT_IN_VARIANTS = ("image+instance+consistency+photometric",)
 DEFAULT_VARIANTS = [v for v in VARIANTS if v not in OPT_IN_VARIANTS]
 ADAPTATION_VARIANTS = ("image", "instance", "image+instance", "image+instance+consistency",
                        "image+instance+consistency+photometric")
+# the keys the benchmark sets for each run, and what from: an override of one would change
+# what an option says, or every stage alike where each has its own
+SET_PER_RUN = {"SEED": "--seeds", "SOLVER.MAX_ITER": "--pretrain-iters and --iters",
+               "SOLVER.BASE_LR": "--lr", "SOLVER.AMP.ENABLED": "--precision",
+               "MODEL.WEIGHTS": "stage 1's model", "OUTPUT_DIR": "--output",
+               "DATASETS.TRAIN": "--variants", "DATASETS.TARGET_TRAIN": "--variants and --target",
+               "DATASETS.TEST": "--target", "SOLVER.STEPS": "each stage's schedule",
+               "SOLVER.WARMUP_ITERS": "each stage's schedule",
+               "SOLVER.CHECKPOINT_PERIOD": "each stage's schedule"}
 QUICK = {"variants": ["source_only", "image+instance+consistency", "oracle"], "seeds": [1],
          "pretrain_iters": 200, "iters": 100}
 
@@ -261,10 +270,10 @@ def parse_args(argv=None):
                         choices=TARGET_DOMAINS)
     parser.add_argument("--variants", nargs="+", default=DEFAULT_VARIANTS,
                         help=f"any of {list(VARIANTS)} (default: all but {list(OPT_IN_VARIANTS)})")
-    parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
+    parser.add_argument("--seeds", nargs="+", type=at_least(0), default=[1, 2, 3])
     parser.add_argument("--pretrain-iters", type=at_least(1), default=800)
     parser.add_argument("--iters", type=at_least(1), default=200, help="stage-2 iterations per run")
-    parser.add_argument("--lr", type=float, default=0.005, help="stage-2 learning rate")
+    parser.add_argument("--lr", type=above_zero, default=0.005, help="stage-2 learning rate")
     parser.add_argument("--precision", choices=["mixed", "fp32"],
                         default="mixed" if cpu_has_native_bfloat16() else "fp32",
                         help="mixed: SOLVER.AMP.ENABLED (bfloat16 autocast on a CPU, float16 on a "
@@ -292,8 +301,19 @@ def parse_args(argv=None):
     unknown = [v for v in args.variants if v not in VARIANTS]
     if unknown:
         parser.error(f"unknown variants {unknown}; choose from {list(VARIANTS)}")
+    for name in ("variants", "seeds"):
+        twice = sorted({v for v in getattr(args, name) if getattr(args, name).count(v) > 1})
+        if twice:
+            parser.error(f"--{name}: {twice} given twice")
     if args.output.exists() and not args.output.is_dir():
         parser.error(f"--output {args.output} is a file, not a folder")
+    if file_in_the_way(args.output):
+        parser.error(f"--output {args.output} cannot be made: {file_in_the_way(args.output)} is "
+                     f"a file")
+    overridden = [key for key in args.opts[::2] if key in SET_PER_RUN]
+    if overridden:
+        parser.error(f"override {overridden[0]}: the benchmark sets it for each run (from "
+                     f"{SET_PER_RUN[overridden[0]]})")
     runs = [("stage 1", VARIANTS["source_only"], pretrain_opts(args))] + [
         (variant, VARIANTS[variant], stage2_opts(variant, args.seeds[0], "", args))
         for variant in args.variants]

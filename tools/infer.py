@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import da_detect  # noqa: F401  (detectron2 compatibility, registrations; before detectron2)
-from da_detect.argument_types import new_output_folder
+from da_detect.argument_types import fraction, new_output_folder
 from da_detect.atomic_file import atomic_open
 from da_detect.checkpoint import CheckpointError
 from da_detect.config import ConfigError, load_config
@@ -62,7 +62,7 @@ def main():
     parser.add_argument("--input", required=True, help="folder of .jpg/.jpeg/.png images")
     parser.add_argument("--output", required=True, type=new_output_folder,
                         help="a new or empty folder")
-    parser.add_argument("--score-threshold", type=float, default=0.5)
+    parser.add_argument("--score-threshold", type=fraction, default=0.5)
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     args = parser.parse_args()
     try:

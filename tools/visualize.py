@@ -17,7 +17,7 @@ import argparse
 import sys
 
 import da_detect  # noqa: F401  (detectron2 compatibility, registrations; before detectron2)
-from da_detect.argument_types import at_least, new_output_folder
+from da_detect.argument_types import at_least, fraction, new_output_folder
 from da_detect.checkpoint import CheckpointError
 from da_detect.config import ConfigError, did_you_mean, load_config
 from da_detect.data.classes import detected_classes
@@ -47,7 +47,7 @@ def main():
     parser.add_argument("--images", type=at_least(1), default=4, help="target images to draw")
     parser.add_argument("--features", type=at_least(2), default=100,
                         help="images per domain to embed (t-SNE; at least 2)")
-    parser.add_argument("--score-threshold", type=float, default=0.5)
+    parser.add_argument("--score-threshold", type=fraction, default=0.5)
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     args = parser.parse_args()
     try:
