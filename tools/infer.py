@@ -75,6 +75,7 @@ def main():
     except (ConfigError, DatasetError, CheckpointError) as e:
         sys.exit(f"error: {e}")
     metadata = MetadataCatalog.get(cfg.DATASETS.TRAIN[0])
+    made = not args.output.exists()
     args.output.mkdir(parents=True, exist_ok=True)
     detected, outputs = [], []
     # an image can fail to decode after its header read fine (a truncated file)
@@ -88,8 +89,10 @@ def main():
         Image.fromarray(drawn).save(args.output / Path(record["file_name"]).name)
     problems.log(args.input)
     if not detected:
-        sys.exit(f"error: none of the {len(records)} images in {args.input} could be decoded "
-                 f"(named above)")
+        if made:
+            args.output.rmdir()  # nothing was written in it
+        sys.exit(f"error: none of the images in {args.input} could be decoded ({len(problems)} "
+                 f"named above)")
     coco = coco_detections(detected, outputs, classes,
                            category_ids(cfg.DATASETS.TRAIN[0], len(classes)), args.score_threshold)
     with atomic_open(args.output / "detections.json") as f:
