@@ -103,8 +103,9 @@ def test_eval_only_reproduces_the_numbers(trained, quick, tmp_path):
 
 def test_eval_only_names_what_is_wrong_rather_than_a_sound_checkpoint(trained, quick, tmp_path):
     out, _ = trained
-    for name in ("last_checkpoint", "model_final.pth"):  # a training run's OUTPUT_DIR
+    for name in ("last_checkpoint", "model_final.pth", "config.yaml"):  # a training run's
         shutil.copy(out / name, tmp_path)
+    (tmp_path / "config.eval-only.yaml").write_text("an earlier evaluation's")
     for opts, message in (
             ([], f"--eval-only: MODEL.WEIGHTS is empty: nothing to evaluate (--resume evaluates "
                  f"OUTPUT_DIR's last checkpoint, {tmp_path / 'model_final.pth'})"),
@@ -114,6 +115,10 @@ def test_eval_only_names_what_is_wrong_rather_than_a_sound_checkpoint(trained, q
                                     "OUTPUT_DIR", tmp_path, *opts, check=False)
         assert result.returncode == 1
         assert result.stderr.strip().splitlines()[-1].startswith(f"error: {message}")
+    # an evaluation that did not run leaves the config files as they were
+    assert (tmp_path / "config.yaml").read_bytes() == (out / "config.yaml").read_bytes()
+    assert [p.read_text() for p in tmp_path.glob("config.eval-only*.yaml")] == [
+        "an earlier evaluation's"]
 
 
 def test_a_new_run_refuses_an_output_dir_with_checkpoints(trained, quick, tmp_path):

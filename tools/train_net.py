@@ -56,14 +56,21 @@ def setup(args):
         keep_earlier(config_yaml)  # a resumed run with other values: the earlier ones are kept
     default_setup(cfg, args)  # writes the config it runs with to config.yaml
     if trained_with is not None and comm.is_main_process():
-        # An evaluation keeps the training run's config.yaml and writes its own beside it.
-        eval_config_yaml = config_yaml.with_name("config.eval-only.yaml")
-        keep_earlier(eval_config_yaml)
-        os.replace(config_yaml, eval_config_yaml)
+        # An evaluation keeps the training run's config.yaml, and writes its own beside it once
+        # it has its model (write_eval_config)
         with atomic_open(config_yaml, "wb") as f:
             f.write(trained_with)
     setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="da_detect")
     return cfg
+
+
+def write_eval_config(cfg):
+    """config.eval-only.yaml: the config of an evaluation in a training run's OUTPUT_DIR (an
+    earlier one kept under its time)."""
+    config_yaml = Path(cfg.OUTPUT_DIR, "config.yaml")
+    if comm.is_main_process() and config_yaml.is_file():
+        with atomic_open(config_yaml.with_name("config.eval-only.yaml"), keep=True) as f:
+            f.write(cfg.dump())
 
 
 def main(args):
@@ -85,6 +92,7 @@ def main(args):
                         else "--eval-only: MODEL.WEIGHTS is empty (and no checkpoint in "
                              "OUTPUT_DIR to --resume from): nothing to evaluate")
                 checkpointer.require_inference_weights()
+            write_eval_config(cfg)
             if comm.is_main_process():
                 keep_earlier_predictions(cfg)
             return DATrainer.test(cfg, model)
