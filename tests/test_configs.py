@@ -157,7 +157,8 @@ def test_convert_vgg16_names_an_input_that_is_no_torchvision_vgg16(tmp_path):
     inputs = {"missing.pth": None, "text.pth": "not weights",
               "partial.pth": {k: v for k, v in weights.items() if k.startswith("features.0.")},
               "vgg16_bn.pth": stand_in_weights(vgg16_bn),
-              "narrow.pth": {**weights, "classifier.3.weight": torch.zeros(10, 4096)}}
+              "narrow.pth": {**weights, "classifier.3.weight": torch.zeros(10, 4096)},
+              "numbers.pth": {k: 0 for k in weights}}
     errors = {}
     for name, content in inputs.items():
         if isinstance(content, str):
@@ -176,7 +177,9 @@ def test_convert_vgg16_names_an_input_that_is_no_torchvision_vgg16(tmp_path):
                         f"30 tensors missing (features.2.weight, features.2.bias, "
                         f"features.5.weight, ...)",
         "narrow.pth": f"{prefix}narrow.pth: not a torchvision VGG16 state dict: "
-                      f"classifier.3.weight is (10, 4096), VGG16's is (4096, 4096)"}
+                      f"classifier.3.weight is (10, 4096), VGG16's is (4096, 4096)",
+        "numbers.pth": f"{prefix}numbers.pth: not a torchvision VGG16 state dict: "
+                       f"features.0.weight is not a tensor (int)"}
 
     torch.save(weights, tmp_path / "vgg16.pth")
     assert exit_of("tools/convert_vgg16.py", tmp_path / "vgg16.pth", tmp_path) == (

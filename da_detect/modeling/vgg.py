@@ -50,6 +50,10 @@ def torchvision_vgg16_to_detectron2(state_dict):
     if missing:
         raise ValueError(f"not a torchvision VGG16 state dict: {len(missing)} of its "
                          f"{len(expected)} tensors missing ({', '.join(missing[:3])}, ...)")
+    not_tensors = [k for k in expected if not isinstance(state_dict[k], torch.Tensor)]
+    if not_tensors:
+        raise ValueError(f"not a torchvision VGG16 state dict: {not_tensors[0]} is not a "
+                         f"tensor ({type(state_dict[not_tensors[0]]).__name__})")
     misshapen = [k for k in expected if tuple(state_dict[k].shape) != tuple(expected[k])]
     if misshapen:
         k = misshapen[0]
