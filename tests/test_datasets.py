@@ -535,12 +535,13 @@ def test_domain_entries_that_cannot_work_are_refused_when_the_config_loads(tmp_p
     assert len(DatasetCatalog.get("frames")) == 2
 
 
-def coco_json(path, categories, annotations=()):
-    """A COCO-JSON file of one 64 x 32 image, ``a.jpg``."""
+def coco_json(path, categories, annotations=(), images=({"id": 1, "file_name": "a.jpg"},)):
+    """A COCO-JSON file of 64 x 32 images (by default one, ``a.jpg``); an annotation's id is its
+    place, its image 1 and its category 1 unless it gives them."""
     path.write_text(json.dumps({
-        "images": [{"id": 1, "file_name": "a.jpg", "height": 32, "width": 64}],
-        "annotations": [dict(a, id=k + 1, image_id=1, iscrowd=0, area=1.0)
-                        for k, a in enumerate(annotations)],
+        "images": [{"height": 32, "width": 64, **image} for image in images],
+        "annotations": [{"id": k + 1, "image_id": 1, "category_id": 1, "iscrowd": 0, "area": 1.0,
+                         **a} for k, a in enumerate(annotations)],
         "categories": [{"id": k + 1, "name": name} for k, name in enumerate(categories)]}))
     return path
 
@@ -579,13 +580,8 @@ def coco_domain(tmp_path, images, annotations, categories=("car",)):
     (tmp_path / "images").mkdir(exist_ok=True)
     for image in images:
         write_image(tmp_path / "images" / f"{image['id']}.png", 64, 32)
-    json_file = tmp_path / "mine.json"
-    json_file.write_text(json.dumps({
-        "images": [{"file_name": f"{image['id']}.png", "height": 32, "width": 64, **image}
-                   for image in images],
-        "annotations": [{"id": k + 1, "category_id": 1, "iscrowd": 0, "area": 1.0, **a}
-                        for k, a in enumerate(annotations)],
-        "categories": [{"id": k + 1, "name": name} for k, name in enumerate(categories)]}))
+    json_file = coco_json(tmp_path / "mine.json", categories, annotations,
+                          [{"file_name": f"{image['id']}.png", **image} for image in images])
     config = tmp_path / "mine.yaml"
     config.write_text(f'_BASE_: "{SYNTHETIC_FPN}"\nDATASETS:\n  COCO_DOMAINS: '
                       f'[["mine", "{json_file}", "{tmp_path / "images"}"]]\n')

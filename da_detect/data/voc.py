@@ -30,8 +30,7 @@ def image_ids(root, image_set):
         return ids
     listing = image_set_file(root, image_set)
     if not listing.is_file():
-        found = "is a folder" if listing.is_dir() else "does not exist"
-        raise DatasetError(f"VOC image set: expected the file {listing}, which {found}")
+        raise DatasetError(f"VOC image set: expected the file {listing}, which {_absent(listing)}")
     try:
         text = listing.read_text(encoding="utf-8-sig")  # a byte order mark is no part of an id
     except UnicodeDecodeError as e:
@@ -40,6 +39,11 @@ def image_ids(root, image_set):
     if not ids:
         raise DatasetError(f"VOC image set: {listing} lists no images")
     return ids
+
+
+def _absent(path):
+    """Why the file ``path`` cannot be read: it is a folder, or it does not exist."""
+    return "is a folder" if Path(path).is_dir() else "does not exist"
 
 
 def image_set_file(root, image_set):
@@ -95,8 +99,8 @@ def load_voc(root, image_set, classes, known_classes=None):
             continue
         listed.add(image_id)
         if not xml_file.is_file():
-            found = "is a folder" if xml_file.is_dir() else "does not exist"
-            problems.add(xml_file, f"listed in the image set, but the annotation {found}")
+            problems.add(xml_file, f"listed in the image set, but the annotation "
+                                   f"{_absent(xml_file)}")
             continue
         if image is None:
             problems.add(xml_file, f"annotation without its image {root / 'JPEGImages'}/"
