@@ -125,11 +125,12 @@ def main():
         train = {"source": args.source_split or cfg.DATASETS.TRAIN[0],
                  "target": args.target_split or cfg.DATASETS.TARGET_TRAIN[0]}
         val = {d: name.replace("_train", "_val") for d, name in train.items()}
+        registered = DatasetCatalog.list()
         for domain, name in train.items():
-            if name not in DatasetCatalog.list():
+            if name not in registered:
                 raise ConfigError(f"--{domain}-split {name}: not a registered dataset name"
-                                  f"{did_you_mean(name, DatasetCatalog.list())}")
-            if val[domain] == name or val[domain] not in DatasetCatalog.list():
+                                  f"{did_you_mean(name, registered)}")
+            if val[domain] == name or val[domain] not in registered:
                 raise ConfigError(f"--{domain}-split {name}: no validation split beside it (the "
                                   f"probe is measured on the split named with _val for _train)")
         records = {(d, part): DatasetCatalog.get(splits[d])[:args.images]

@@ -248,9 +248,8 @@ def main():
     args = parser.parse_args()
     if args.output and args.output.is_dir():
         parser.error(f"--output {args.output} is a folder, not a file")
-    if args.output and file_in_the_way(args.output):
-        parser.error(f"--output {args.output} cannot be written: {file_in_the_way(args.output)} "
-                     f"is a file")
+    if args.output and (in_the_way := file_in_the_way(args.output)):
+        parser.error(f"--output {args.output} cannot be written: {in_the_way} is a file")
 
     try:
         cfgs = load(args)

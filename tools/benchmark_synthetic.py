@@ -307,9 +307,8 @@ def parse_args(argv=None):
             parser.error(f"--{name}: {twice} given twice")
     if args.output.exists() and not args.output.is_dir():
         parser.error(f"--output {args.output} is a file, not a folder")
-    if file_in_the_way(args.output):
-        parser.error(f"--output {args.output} cannot be made: {file_in_the_way(args.output)} is "
-                     f"a file")
+    if in_the_way := file_in_the_way(args.output):
+        parser.error(f"--output {args.output} cannot be made: {in_the_way} is a file")
     overridden = [key for key in args.opts[::2] if key in SET_PER_RUN]
     if overridden:
         parser.error(f"override {overridden[0]}: the benchmark sets it for each run (from "
