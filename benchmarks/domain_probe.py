@@ -17,6 +17,7 @@ table; 0.5 is chance, 1.0 domains told apart everywhere.
                   adapted=output/benchmark/full-foggy/image_instance_consistency/seed1/model_final.pth
 """
 import argparse
+import re
 import sys
 
 import da_detect  # noqa: F401  (detectron2 compatibility, registrations; before detectron2)
@@ -30,6 +31,8 @@ from da_detect.modeling.image_domain_classifier import ImageDomainClassifier, im
 from detectron2.data import DatasetCatalog
 from detectron2.data.detection_utils import read_image
 from tabulate import tabulate
+
+CONFIG_KEY = re.compile(r"[A-Z][A-Z0-9_]*(\.[A-Z][A-Z0-9_]*)+")  # MODEL.DEVICE, not a path
 
 BANDS = ("top", "middle", "bottom")
 
@@ -103,12 +106,33 @@ def band_accuracy(classifiers, features, label):
     return {band: correct[band] / count[band] for band in correct}
 
 
+def named_checkpoints(parser, words):
+    """``--weights``' words as ``{NAME: PATH}`` and the ``KEY VALUE`` overrides that argparse also
+    gave it (``--weights a=A.pth MODEL.DEVICE cpu``): the words from the first config key on."""
+    first_key = next((i for i, word in enumerate(words) if CONFIG_KEY.fullmatch(word)),
+                     len(words))
+    checkpoints = {}
+    for word in words[:first_key]:
+        name, equals, path = word.partition("=")
+        if not equals:
+            name = path = word
+        elif not (name and path):
+            parser.error(f"argument --weights: {word}: must be NAME=PATH (or a bare PATH)")
+        if name in checkpoints:
+            parser.error(f"argument --weights: two checkpoints named {name!r}: the table could "
+                         f"not tell them apart")
+        checkpoints[name] = path
+    if not checkpoints:
+        parser.error(f"argument --weights: no checkpoint before the config key {words[0]}")
+    return checkpoints, words[first_key:]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config-file", required=True)
     parser.add_argument("--weights", nargs="+", required=True, metavar="NAME=PATH",
                         help="checkpoints to probe, each with a name for the table (a bare "
-                             "PATH names itself)")
+                             "PATH names itself); KEY VALUE overrides may follow them")
     parser.add_argument("--source-split", help="source train split; default: the config's "
                                                 "DATASETS.TRAIN[0]")
     parser.add_argument("--target-split", help="target train split; default: the config's "
@@ -120,8 +144,9 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     args = parser.parse_args()
+    checkpoints, opts = named_checkpoints(parser, args.weights)
     try:
-        cfg = load_config(args.config_file, args.opts)
+        cfg = load_config(args.config_file, opts + args.opts)
         train = {"source": args.source_split or cfg.DATASETS.TRAIN[0],
                  "target": args.target_split or cfg.DATASETS.TARGET_TRAIN[0]}
         val = {d: name.replace("_train", "_val") for d, name in train.items()}
@@ -144,10 +169,9 @@ def main():
              or list(cfg.MODEL.RPN.IN_FEATURES))
 
     rows = []
-    for spec in args.weights:
-        name, _, path = spec.partition("=")
+    for name, path in checkpoints.items():
         try:
-            predictor = Predictor(cfg, path or name)
+            predictor = Predictor(cfg, path)
         except CheckpointError as e:
             sys.exit(f"error: {e}")
         try:

@@ -307,9 +307,10 @@ def test_domain_probe_reports_every_model(tmp_path):
     # a source-only checkpoint trained no D_img: its one row's name, which reads as a number,
     # is kept as given
     untrained_weights(tmp_path / "plain.pth", SYNTHETIC_FPN)
+    # (and KEY VALUE overrides right after --weights' checkpoints are overrides)
     stdout = run_script_here("benchmarks/domain_probe.py", "--config-file", SYNTHETIC_DA,
-                             "--weights", f"1.10={tmp_path / 'plain.pth'}", "--images", "2",
-                             "--steps", "2", *TINY).stdout
+                             "--images", "2", "--steps", "2",
+                             "--weights", f"1.10={tmp_path / 'plain.pth'}", *TINY).stdout
     assert list(table_rows(stdout)) == ["model", "1.10"]
     missing = run_script_here("benchmarks/domain_probe.py", "--config-file", SYNTHETIC_DA,
                               "--weights", f"x={tmp_path / 'missing.pth'}", *TINY, check=False)
@@ -318,6 +319,14 @@ def test_domain_probe_reports_every_model(tmp_path):
                               "--weights", str(weights), "--features", "p3", "p9", "--images", "1",
                               *TINY, check=False)
     assert unknown.returncode != 0 and "--features ['p9']" in unknown.stderr
+    for weights_given, message in ((("x=",), "argument --weights: x=: must be NAME=PATH"),
+                                   ((f"a={weights}", f"a={weights}"),
+                                    "--weights: two checkpoints named 'a'"),
+                                   (("MODEL.DEVICE", "cpu"), "no checkpoint before the config "
+                                                             "key MODEL.DEVICE")):
+        refused = run_script_here("benchmarks/domain_probe.py", "--config-file", SYNTHETIC_DA,
+                                  "--weights", *weights_given, *TINY, check=False)
+        assert refused.returncode == 2 and message in refused.stderr
     for split, message in (("synthetic_fogy_train", "not a registered dataset name (did you "
                                                     "mean 'synthetic_foggy_train'"),
                            ("synthetic_foggy_val", "no validation split beside it")):
