@@ -206,7 +206,9 @@ def report(args, cfgs, training, memory, inference, identical, loading):
     wait = statistics.median(w / (w + c) for w, c, _ in training["adaptation"])
     lines = [
         f"`{args.config_file}` on {device}; AMP {'on' if cfg.SOLVER.AMP.ENABLED else 'off'}; "
-        f"train/test size (short side/max) {size}"
+        f"train/test size (short side/max) {size}; random initial weights"
+        + (f" (MODEL.WEIGHTS {cfg.MODEL.WEIGHTS} not loaded: speed does not depend on them)"
+           if cfg.MODEL.WEIGHTS else "")
         + (", synthetic {}x{} images".format(*args.synthetic_images) if args.synthetic_images
            else "")
         + (f"; overrides `{' '.join(args.opts)}`" if args.opts else "")

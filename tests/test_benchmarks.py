@@ -30,8 +30,9 @@ def test_speed_benchmark_reports_both_modes_side_by_side(tmp_path):
     output.write_text("an earlier table\n")
     run_script("benchmarks/speed.py", "--config-file", SYNTHETIC_DA, "--warmup", "0",
              "--steps", "2", "--inference-repetitions", "1", "--loader-batches", "2",
-             "--output", output, "WANDB.ENABLED", "False", *TINY)
+             "--output", output, "WANDB.ENABLED", "False", "MODEL.WEIGHTS", "unused.pth", *TINY)
     text = output.read_text()
+    assert "random initial weights (MODEL.WEIGHTS unused.pth not loaded" in text
     rows = table_rows(text)
     for measure in ("training, s per image", "training, peak memory (MiB)",
                     "inference, s per image"):
