@@ -7,7 +7,8 @@ from . import compat
 
 compat.apply()
 
-from .config import add_da_config  # noqa: E402,F401  (the public entry point)
-from . import data, modeling  # noqa: E402,F401  (registration side effects)
+with compat.imports_without_torchscript_warning():
+    from .config import add_da_config  # noqa: E402,F401  (the public entry point)
+    from . import data, modeling  # noqa: E402,F401  (registration side effects)
 
 __version__ = "0.1.0"

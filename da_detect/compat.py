@@ -19,10 +19,18 @@ What it patches, and why:
   registered in its place: importing it works, ``collect_env`` reports "not built", and using any
   op from it (rotated boxes, deformable convolution, the fast COCO evaluator) raises
   :class:`MissingExtensionError` naming the op. :data:`HAS_C_EXTENSION` tells which case holds.
+
+And one warning it silences: torch >= 2.10 deprecates ``torch.jit.script``, which v0.6
+(``modeling/box_regression.py``) and fvcore (``nn/focal_loss.py``) call as they are imported, so
+every tool began with torch's FutureWarning, which is not its user's to act on.
+:func:`imports_without_torchscript_warning` silences it around da-detect's own imports of them;
+a ``torch.jit.script`` of the user's still warns.
 """
+import contextlib
 import importlib.util
 import sys
 import types
+import warnings
 
 import numpy as np
 from PIL import Image
@@ -58,6 +66,14 @@ class _MissingExtension(types.ModuleType):
             "extension (rotated boxes, deformable convolution and the fast COCO evaluator need it). "
             "Build detectron2 from source to use it."
         )
+
+
+@contextlib.contextmanager
+def imports_without_torchscript_warning():
+    """Within it, torch's deprecation warning of ``torch.jit.script`` is not shown."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", r"`torch\.jit\.script` is deprecated", FutureWarning)
+        yield
 
 
 def apply():

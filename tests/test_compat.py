@@ -73,3 +73,19 @@ def test_fast_coco_evaluator_is_not_used_without_extension(tmp_path):
         with pytest.raises(compat.MissingExtensionError):
             sys.modules["detectron2._C"].COCOevalAccumulate
         assert not hasattr(sys.modules["detectron2._C"], "nms_rotated")
+
+
+def test_torchscript_deprecation_is_silenced_for_da_detects_imports_only(tmp_path):
+    # detectron2 v0.6 and fvcore script functions as they are imported; a user's own
+    # torch.jit.script still warns (a file: TorchScript reads the function's source)
+    script = tmp_path / "user.py"
+    script.write_text("import da_detect, da_detect.engine.trainer, detectron2.modeling\n"
+                      "import torch\n"
+                      "def user_function(x):\n"
+                      "    return x + 1\n"
+                      "torch.jit.script(user_function)\n")
+    result = subprocess.run([sys.executable, "-W", "always::FutureWarning", script],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if "jit.script` is deprecated" in line]
+    assert len(warnings) == 1  # the user's; without the silencing, detectron2's and fvcore's too
