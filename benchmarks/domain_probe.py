@@ -17,22 +17,19 @@ table; 0.5 is chance, 1.0 domains told apart everywhere.
                   adapted=output/benchmark/full-foggy/image_instance_consistency/seed1/model_final.pth
 """
 import argparse
-import re
 import sys
 
 import da_detect  # noqa: F401  (detectron2 compatibility, registrations; before detectron2)
 import torch
 from da_detect.argument_types import at_least
 from da_detect.checkpoint import CheckpointError
-from da_detect.config import ConfigError, did_you_mean, load_config
+from da_detect.config import CONFIG_KEY, ConfigError, load_config, require_registered
 from da_detect.data.problems import DatasetError
 from da_detect.engine.predictor import Predictor
 from da_detect.modeling.image_domain_classifier import ImageDomainClassifier, image_domain_loss
 from detectron2.data import DatasetCatalog
 from detectron2.data.detection_utils import read_image
 from tabulate import tabulate
-
-CONFIG_KEY = re.compile(r"[A-Z][A-Z0-9_]*(\.[A-Z][A-Z0-9_]*)+")  # MODEL.DEVICE, not a path
 
 BANDS = ("top", "middle", "bottom")
 
@@ -150,12 +147,9 @@ def main():
         train = {"source": args.source_split or cfg.DATASETS.TRAIN[0],
                  "target": args.target_split or cfg.DATASETS.TARGET_TRAIN[0]}
         val = {d: name.replace("_train", "_val") for d, name in train.items()}
-        registered = DatasetCatalog.list()
         for domain, name in train.items():
-            if name not in registered:
-                raise ConfigError(f"--{domain}-split {name}: not a registered dataset name"
-                                  f"{did_you_mean(name, registered)}")
-            if val[domain] == name or val[domain] not in registered:
+            require_registered(name, f"--{domain}-split")
+            if val[domain] == name or val[domain] not in DatasetCatalog.list():
                 raise ConfigError(f"--{domain}-split {name}: no validation split beside it (the "
                                   f"probe is measured on the split named with _val for _train)")
         records = {(d, part): DatasetCatalog.get(splits[d])[:args.images]

@@ -27,14 +27,14 @@ MODEL.FPN.NORM GN``.
 import argparse
 import itertools
 import multiprocessing
+import resource
 import statistics
 import time
 from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
 
 import da_detect  # noqa: F401  (detectron2 compatibility, registrations; before detectron2)
 import torch
-from da_detect.argument_types import at_least, file_in_the_way
+from da_detect.argument_types import at_least, output_file
 from da_detect.atomic_file import atomic_open
 from da_detect.config import ConfigError, deployment_config, load_config
 from da_detect.data.builtin import register_synthetic_split
@@ -122,8 +122,7 @@ def peak_memory_mib(args, mode, steps):
             run.step()
     if cfg.MODEL.DEVICE.startswith("cuda"):
         return torch.cuda.max_memory_allocated() / 2**20
-    status = Path("/proc/self/status").read_text().splitlines()
-    return next(int(l.split()[1]) for l in status if l.startswith("VmHWM")) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 def measure_peak_memory(args, mode, steps):
@@ -245,13 +244,9 @@ def main():
     parser.add_argument("--inference-repetitions", type=at_least(1), default=3)
     parser.add_argument("--loader-batches", type=at_least(1), default=20)
     parser.add_argument("--profile", action="store_true")
-    parser.add_argument("--output", type=Path, help="also write the table to this file")
+    parser.add_argument("--output", type=output_file, help="also write the table to this file")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     args = parser.parse_args()
-    if args.output and args.output.is_dir():
-        parser.error(f"--output {args.output} is a folder, not a file")
-    if args.output and (in_the_way := file_in_the_way(args.output)):
-        parser.error(f"--output {args.output} cannot be written: {in_the_way} is a file")
 
     try:
         cfgs = load(args)

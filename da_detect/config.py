@@ -182,12 +182,18 @@ def check_da_config(cfg):
 
 def check_dataset_names(cfg):
     """Raise ConfigError for a dataset name that no loader registered."""
-    registered = DatasetCatalog.list()
     for key in ("DATASETS.TRAIN", "DATASETS.TARGET_TRAIN", "DATASETS.TEST"):
         for name in cfg.DATASETS[key.split(".")[1]]:
-            if name not in registered:
-                raise ConfigError(f"{key}: unknown dataset name {name!r}"
-                                  f"{did_you_mean(name, registered)}")
+            require_registered(name, key)
+
+
+def require_registered(name, what=""):
+    """Raise ConfigError, ``"WHAT: unknown dataset name 'NAME' (did you mean ...)"``, where no
+    loader registered ``name``."""
+    registered = DatasetCatalog.list()
+    if name not in registered:
+        raise ConfigError(f"{what}{': ' if what else ''}unknown dataset name {name!r}"
+                          f"{did_you_mean(name, registered)}")
 
 
 def did_you_mean(name, choices):

@@ -8,11 +8,6 @@ from detectron2.utils.visualizer import Visualizer  # noqa: E402
 from sklearn.manifold import TSNE  # noqa: E402
 
 
-def to_rgb(image, image_format):
-    """An HxWx3 image read in ``image_format`` ("BGR" or "RGB"), as RGB."""
-    return image[:, :, ::-1] if image_format == "BGR" else image
-
-
 def draw_detections(image_rgb, instances, metadata, score_threshold):
     """HxWx3 RGB image with the detections scoring at least ``score_threshold`` drawn."""
     kept = instances[instances.scores >= score_threshold]

@@ -47,7 +47,7 @@ def test_speed_benchmark_reports_both_modes_side_by_side(tmp_path):
     result = run_script("benchmarks/speed.py", "--config-file", SYNTHETIC_DA, "--output",
                         output / "speed.md", check=False)
     assert result.returncode == 2 and result.stderr.strip().splitlines()[-1].endswith(
-        f"error: --output {output}/speed.md cannot be written: {output} is a file")
+        f"error: argument --output: {output}/speed.md cannot be written: {output} is a file")
 
 
 def test_each_benchmark_variant_trains_what_its_name_says():
@@ -122,7 +122,8 @@ def test_benchmark_overrides_are_checked_with_the_options_of_each_run(capsys):
     (["--variants", "oracle", "source_only", "oracle"], "--variants: ['oracle'] given twice"),
     (["--seeds", "-5"], "argument --seeds: -5: must be at least 0"),
     (["--lr", "0"], "argument --lr: 0: must be a number above 0"),
-    (["--output", "a_file/run"], "--output a_file/run cannot be made: {tmp}/a_file is a file"),
+    (["--output", "a_file/run"],
+     "argument --output: a_file/run cannot be made: {tmp}/a_file is a file"),
     (["SEED", "7"], "override SEED: the benchmark sets it for each run (from --seeds)"),
     (["MODEL.DA.LOSS_WEIGHT", "1.0", "SOLVER.MAX_ITER", "300"],
      "override SOLVER.MAX_ITER: the benchmark sets it for each run (from --pretrain-iters and "
@@ -328,11 +329,13 @@ def test_domain_probe_reports_every_model(tmp_path):
         refused = run_script_here("benchmarks/domain_probe.py", "--config-file", SYNTHETIC_DA,
                                   "--weights", *weights_given, *TINY, check=False)
         assert refused.returncode == 2 and message in refused.stderr
-    for split, message in (("synthetic_fogy_train", "not a registered dataset name (did you "
-                                                    "mean 'synthetic_foggy_train'"),
-                           ("synthetic_foggy_val", "no validation split beside it")):
+    for split, message in (("synthetic_fogy_train", "--target-split: unknown dataset name "
+                                                    "'synthetic_fogy_train' (did you mean "
+                                                    "'synthetic_foggy_train'"),
+                           ("synthetic_foggy_val", "--target-split synthetic_foggy_val: no "
+                                                   "validation split beside it")):
         refused = run_script_here("benchmarks/domain_probe.py", "--config-file", SYNTHETIC_DA,
                                   "--weights", str(weights), "--target-split", split, *TINY,
                                   check=False)
         assert refused.returncode == 1 and refused.stderr.strip().splitlines()[-1].startswith(
-            f"error: --target-split {split}: {message}")
+            f"error: {message}")

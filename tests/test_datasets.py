@@ -666,7 +666,7 @@ def test_check_dataset_tool_reports_counts_and_problems(tmp_path):
     # detectron2's own splits, read by its loaders, and a misspelt name
     assert ("coco_2017_val: cannot be read: FileNotFoundError: [Errno 2] No such file or "
             "directory: 'datasets/coco/annotations/instances_val2017.json'") in result.stdout
-    assert ("kitti_car_trian: not a registered dataset name (did you mean 'kitti_car_train'"
+    assert ("unknown dataset name 'kitti_car_trian' (did you mean 'kitti_car_train'"
             in result.stdout)
 
 

@@ -379,7 +379,7 @@ def test_visualize_writes_detection_panels_and_feature_plot(trained, tmp_path, c
     assert capsys.readouterr().err.strip().endswith("argument --features: 1: must be at least 2")
     assert exit_of(*visualize_command(weights, weights, "--output", tmp_path / "x",
                                       "--source-split", "synthetic_clear_val")).startswith(
-        "error: --source-split synthetic_clear_val: unknown dataset name (did you mean "
+        "error: --source-split: unknown dataset name 'synthetic_clear_val' (did you mean "
         "'synthetic_clean_val'")
     empty = tmp_path / "empty.pth"
     torch.save({"model": {}}, empty)

@@ -39,7 +39,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import da_detect  # noqa: F401  (detectron2 compatibility, registrations; before detectron2)
-from da_detect.argument_types import above_zero, at_least, file_in_the_way
+from da_detect.argument_types import above_zero, at_least, output_folder
 from da_detect.atomic_file import atomic_open, keep_earlier
 from da_detect.config import ConfigError, load_config
 from da_detect.data.builtin import synthetic_split_name
@@ -290,7 +290,7 @@ def parse_args(argv=None):
                         help=f"a short run: {QUICK['variants']}, seeds {QUICK['seeds']}, "
                              f"{QUICK['pretrain_iters']} + {QUICK['iters']} iterations (each "
                              "replaced by its own flag, if given)")
-    parser.add_argument("--output", type=Path,
+    parser.add_argument("--output", type=output_folder,
                         default=REPO / "output" / "benchmark" / time.strftime("%Y%m%d-%H%M%S"),
                         help="a folder; runs already finished there are reused")
     parser.add_argument("opts", nargs=argparse.REMAINDER,
@@ -305,10 +305,6 @@ def parse_args(argv=None):
         twice = sorted({v for v in getattr(args, name) if getattr(args, name).count(v) > 1})
         if twice:
             parser.error(f"--{name}: {twice} given twice")
-    if args.output.exists() and not args.output.is_dir():
-        parser.error(f"--output {args.output} is a file, not a folder")
-    if in_the_way := file_in_the_way(args.output):
-        parser.error(f"--output {args.output} cannot be made: {in_the_way} is a file")
     overridden = [key for key in args.opts[::2] if key in SET_PER_RUN]
     if overridden:
         parser.error(f"override {overridden[0]}: the benchmark sets it for each run (from "

@@ -16,7 +16,7 @@ import collections
 import sys
 
 import da_detect  # noqa: F401
-from da_detect.config import ConfigError, did_you_mean, load_config
+from da_detect.config import ConfigError, load_config, require_registered
 from da_detect.data.images import readable_images
 from da_detect.data.problems import DatasetError, Problems
 from da_detect.data.registry import load_with_problems, registered_here
@@ -59,9 +59,10 @@ def main():
             sys.exit(f"error: {e}")
     failed = False
     for name in args.datasets:
-        if name not in DatasetCatalog.list():
-            print(f"{name}: not a registered dataset name"
-                  f"{did_you_mean(name, DatasetCatalog.list())}")
+        try:
+            require_registered(name)
+        except ConfigError as e:
+            print(e)
             failed = True
             continue
         try:

@@ -24,8 +24,9 @@ from da_detect.data.custom import load_image_folder
 from da_detect.data.images import readable_images
 from da_detect.data.problems import DatasetError
 from da_detect.engine.predictor import Predictor
-from da_detect.visualization import draw_detections, to_rgb
+from da_detect.visualization import draw_detections
 from detectron2.data import MetadataCatalog
+from detectron2.data.detection_utils import convert_image_to_rgb
 from detectron2.evaluation.coco_evaluation import instances_to_coco_json
 from PIL import Image
 from tqdm import tqdm
@@ -84,8 +85,8 @@ def main():
         instances = predictor(image)["instances"].to("cpu")
         detected.append(record)
         outputs.append(instances)
-        drawn = draw_detections(to_rgb(image, cfg.INPUT.FORMAT), instances, metadata,
-                                args.score_threshold)
+        drawn = draw_detections(convert_image_to_rgb(image, cfg.INPUT.FORMAT), instances,
+                                metadata, args.score_threshold)
         Image.fromarray(drawn).save(args.output / Path(record["file_name"]).name)
     problems.log(args.input)
     if not detected:

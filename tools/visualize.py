@@ -19,7 +19,7 @@ import sys
 import da_detect  # noqa: F401  (detectron2 compatibility, registrations; before detectron2)
 from da_detect.argument_types import at_least, fraction, new_output_folder
 from da_detect.checkpoint import CheckpointError
-from da_detect.config import ConfigError, did_you_mean, load_config
+from da_detect.config import ConfigError, load_config, require_registered
 from da_detect.data.classes import detected_classes
 from da_detect.data.images import readable_images
 from da_detect.data.problems import DatasetError, Problems
@@ -29,9 +29,9 @@ from da_detect.visualization import (
     draw_ground_truth,
     save_feature_plot,
     save_panels,
-    to_rgb,
 )
 from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data.detection_utils import convert_image_to_rgb
 from tqdm import tqdm
 
 
@@ -57,9 +57,7 @@ def main():
         source_split = args.source_split or cfg.DATASETS.TEST[0]
         target_split = args.target_split or cfg.DATASETS.TEST[-1]
         for option, split in (("--source-split", source_split), ("--target-split", target_split)):
-            if split not in DatasetCatalog.list():
-                raise ConfigError(f"{option} {split}: unknown dataset name"
-                                  f"{did_you_mean(split, DatasetCatalog.list())}")
+            require_registered(split, option)
         source, target = DatasetCatalog.get(source_split), DatasetCatalog.get(target_split)
         detected_classes(cfg)  # the models' class names, for their detections
         models = {"source-only": Predictor(cfg, args.source_only),
@@ -74,7 +72,7 @@ def main():
     for record, image in tqdm(readable_images(target[:args.images], cfg.INPUT.FORMAT, problems),
                               total=len(target[:args.images]), desc="drawing detections",
                               unit="image"):
-        rgb = to_rgb(image, cfg.INPUT.FORMAT)
+        rgb = convert_image_to_rgb(image, cfg.INPUT.FORMAT)
         panels = [draw_ground_truth(rgb, record, metadata)]
         panels += [draw_detections(rgb, model(image)["instances"].to("cpu"), model_metadata,
                                    args.score_threshold) for model in models.values()]
