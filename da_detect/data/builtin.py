@@ -13,7 +13,7 @@ from detectron2.data.datasets import load_coco_json
 
 from . import cityscapes, kitti, voc
 from .registry import register_detection_dataset
-from .synthetic import CLASSES, DOMAIN_STYLES, SplitSpec, ensure_split
+from .synthetic import CLASSES, DOMAIN_STYLES, SplitSpec, ensure_split, split_files
 
 FOGGY_BETAS = ("0.005", "0.01", "0.02")
 
@@ -41,10 +41,11 @@ def register_synthetic_split(spec, root=None):
     root = Path(root or datasets_root()) / "synthetic"
     name = synthetic_split_name(spec.domain, spec.split)
     DatasetCatalog.register(name, lambda: _load_synthetic(spec, root, name))
+    json_file, image_root = split_files(spec, root)
     MetadataCatalog.get(name).set(
         thing_classes=list(CLASSES),
-        json_file=str(root / spec.domain / f"{spec.split}.json"),
-        image_root=str(root / spec.domain / spec.split),
+        json_file=str(json_file),
+        image_root=str(image_root),
         evaluator_type="coco",
         domain=spec.domain,
     )

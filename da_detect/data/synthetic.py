@@ -222,14 +222,21 @@ def _draw_bus(rng, image, mask, cx, base, scale):
 _DRAW = {"car": _draw_car, "person": _draw_person, "bus": _draw_bus}
 
 
+def split_files(spec, root):
+    """``(root/<domain>/<split>.json, root/<domain>/<split>/)``: a split's COCO JSON and its
+    images' folder."""
+    domain_folder = Path(root) / spec.domain
+    return domain_folder / f"{spec.split}.json", domain_folder / spec.split
+
+
 def write_split(spec, root):
-    """Render ``spec`` into ``root/<domain>/<split>/`` (PNGs) and ``root/<domain>/<split>.json``.
+    """Render ``spec`` into its :func:`split_files`: the PNGs, then the COCO JSON.
 
     The JSON is written last (through a temporary file), so its presence marks a complete split.
     Returns the JSON path.
     """
     style = DOMAIN_STYLES[spec.domain]
-    image_dir = Path(root) / spec.domain / spec.split
+    json_path, image_dir = split_files(spec, root)
     image_dir.mkdir(parents=True, exist_ok=True)
     images, annotations = [], []
     for index in range(spec.num_images):
@@ -252,7 +259,6 @@ def write_split(spec, root):
         "categories": [{"id": i + 1, "name": n, "supercategory": "object"}
                        for i, n in enumerate(CLASSES)],
     }
-    json_path = Path(root) / spec.domain / f"{spec.split}.json"
     os.sync()  # the images on disk before the JSON that marks the split as generated
     with atomic_open(json_path) as f:
         json.dump(coco, f)
@@ -284,14 +290,14 @@ def ensure_split(spec, root):
     """Generate the split once; later calls reuse the cached files. Returns (json, image dir).
     Processes starting at once take turns (a lock file beside the split): one generates, the
     others wait and reuse."""
-    json_path = Path(root) / spec.domain / f"{spec.split}.json"
+    json_path, image_dir = split_files(spec, root)
     if not _current(json_path, spec):  # a current split is read without a lock: may be read-only
         json_path.parent.mkdir(parents=True, exist_ok=True)
         with open(json_path.with_suffix(".lock"), "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             if not _current(json_path, spec):  # not generated meanwhile by the lock's holder
                 write_split(spec, root)
-    return json_path, Path(root) / spec.domain / spec.split
+    return json_path, image_dir
 
 
 def _current(json_path, spec):
