@@ -140,6 +140,14 @@ def test_unknown_image_feature_is_named_with_the_choices():
         build_model(cfg)
 
 
+def test_consistency_without_both_classifiers_is_refused_by_the_model_itself(da_cfg):
+    # check_da_config refuses such a config; the model, built from arguments, refuses them too
+    arguments = meta_arch.DomainAdaptiveRCNN.from_config(da_cfg)
+    for classifier in ("image_classifiers", "instance_classifier"):
+        with pytest.raises(ValueError, match="consistency regularizer .* needs both classifiers"):
+            meta_arch.DomainAdaptiveRCNN(**{**arguments, classifier: None})
+
+
 def test_image_loss_on_bottom_up_features_reaches_only_the_bottom_up_network(inputs):
     cfg = cfg_for(SYNTHETIC_DA, "MODEL.DA.IMAGE.IN_FEATURES", "['res3', 'res4', 'res5']",
                   "MODEL.DA.IMAGE.SHARED", "False")

@@ -2,8 +2,8 @@
 
 detectron2 v0.6's AMPTrainer is CUDA's (float16 with a grad scaler, and it asserts CUDA). On a
 CPU, autocast runs in bfloat16: convolutions and matrix products in bf16, on the AMX / AVX512-BF16
-units of recent Xeons (1.6x faster training steps on this project's machine); weights, gradients
-and optimizer state stay float32.
+units of recent CPUs (an adaptation step about 1.6x faster on an Intel Xeon's AMX: README, Speed);
+weights, gradients and optimizer state stay float32.
 """
 import logging
 import time

@@ -1,6 +1,7 @@
 """Starting one or many training processes.
 
-* One process, or several GPUs on one machine: detectron2's ``launch`` (``--num-gpus``).
+* One process, or several GPUs on one or more machines: detectron2's ``launch``
+  (``--num-gpus``, ``--num-machines``, ``--machine-rank``, ``--dist-url``).
 * Anything else, CPU included: ``torchrun`` (env:// rendezvous), e.g.
   ``torchrun --nproc_per_node 2 tools/train_net.py --config-file ...``; the process group uses
   gloo for a model on the CPU (``MODEL.DEVICE cpu``, also on a machine with GPUs) and NCCL for

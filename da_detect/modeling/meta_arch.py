@@ -47,7 +47,7 @@ class DomainAdaptiveRCNN(GeneralizedRCNN):
             image_in_features (list[str]): backbone features D_img classifies: the backbone's
                 outputs or, for an FPN, also its bottom-up network's (e.g. res3-res5).
             instance_classifier (InstanceDomainClassifier or None).
-            consistency (bool): add the consistency regularizer L_cst.
+            consistency (bool): add the consistency regularizer L_cst; needs both classifiers.
             da_loss_weight (float): lambda of Eq. (10).
             part_loss_weights (dict): "image", "instance", "consistency" -> weight inside Eq. (10).
             grl_lambdas (dict): "image", "instance" -> base GRL coefficient.
@@ -59,6 +59,9 @@ class DomainAdaptiveRCNN(GeneralizedRCNN):
             kwargs: GeneralizedRCNN's arguments.
         """
         super().__init__(**kwargs)
+        if consistency and (image_classifiers is None or instance_classifier is None):
+            raise ValueError("the consistency regularizer ties D_img's prediction to D_ins': it "
+                             "needs both classifiers")
         self.image_classifiers = image_classifiers
         self.image_in_features = image_in_features
         self.instance_classifier = instance_classifier
@@ -171,11 +174,11 @@ class DomainAdaptiveRCNN(GeneralizedRCNN):
         the parts that are on.
 
         ``images``: the ImageList of the N images; ``features``: the backbone's outputs for them
-        (:meth:`backbone_features`). Images ``[:num_source]`` are source, the rest target. D_ins sees, in every image, the
-        ``instance_regions`` top-scoring RPN proposals as the RPN makes them at test time: the
-        regions the detector classifies there, chosen the same way in both domains. (Label-sampled
-        source regions against target proposals would let D_ins tell the domains apart by the mix
-        of objects and background alone.)
+        (:meth:`backbone_features`). Images ``[:num_source]`` are source, the rest target. D_ins
+        sees, in every image, the ``instance_regions`` top-scoring RPN proposals as the RPN makes
+        them at test time: the regions the detector classifies there, chosen the same way in both
+        domains. (Label-sampled source regions against target proposals would let D_ins tell the
+        domains apart by the mix of objects and background alone.)
         """
         storage = get_event_storage()
         num_images = len(images)
@@ -201,9 +204,10 @@ class DomainAdaptiveRCNN(GeneralizedRCNN):
             boxes = self._top_proposal_boxes(images, features)
             box_features = self.roi_heads.box_features(features, boxes)
             rois = [len(b) for b in boxes]
-            roi_image = torch.repeat_interleave(
-                torch.arange(num_images, device=self.device), torch.as_tensor(rois, device=self.device))
-            ins_logits = self.instance_classifier(reverse_gradient(box_features, lambdas["instance"]))
+            roi_image = torch.repeat_interleave(torch.arange(num_images, device=self.device),
+                                                torch.as_tensor(rois, device=self.device))
+            ins_logits = self.instance_classifier(
+                reverse_gradient(box_features, lambdas["instance"]))
             loss, accuracy = instance_domain_loss(ins_logits, domain[roi_image])
             losses["loss_da_instance"] = weight["instance"] * loss
             storage.put_scalar("da/instance_accuracy", accuracy.item())
