@@ -27,7 +27,7 @@ from da_detect.data.worker_processes import WorkerEndedError
 from da_detect.engine import DATrainer
 from da_detect.engine.finite_loss import NonFiniteLossError
 from da_detect.engine.launch import launch_main
-from da_detect.engine.trainer import keep_earlier_predictions, make_output_folders
+from da_detect.engine.output_dir import keep_earlier_predictions, make_output_folders
 from da_detect.every_process import raise_for_problems, raised_together
 from detectron2.engine import default_argument_parser, default_setup
 from detectron2.utils import comm
