@@ -125,7 +125,7 @@ def named_checkpoints(parser, words):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config-file", required=True)
     parser.add_argument("--weights", nargs="+", required=True, metavar="NAME=PATH",
                         help="checkpoints to probe, each with a name for the table (a bare "

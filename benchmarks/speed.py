@@ -235,7 +235,7 @@ def report(args, cfgs, training, memory, inference, identical, loading):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config-file", required=True)
     parser.add_argument("--synthetic-images", metavar="WIDTHxHEIGHT", type=width_x_height,
                         help="train on synthetic scenes of this size instead of the config's data")

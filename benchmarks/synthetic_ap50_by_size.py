@@ -66,7 +66,7 @@ def ap50_by_area(coco, detections_json, bounds):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("output", type=Path, help="a tools/benchmark_synthetic.py --output folder")
     parser.add_argument("--target", default="foggy", choices=TARGET_DOMAINS)
     args = parser.parse_args()

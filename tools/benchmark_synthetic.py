@@ -265,7 +265,7 @@ def log(message):
 
 def parse_args(argv=None):
     """The command line; ``--quick`` sets QUICK's values, and a flag given beside it wins."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--target", default="foggy",
                         choices=TARGET_DOMAINS)
     parser.add_argument("--variants", nargs="+", default=DEFAULT_VARIANTS,

@@ -46,7 +46,7 @@ def check(name, read_images=False):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("datasets", nargs="+", help="registered dataset names")
     parser.add_argument("--config-file", help="a config whose DATASETS.*_DOMAINS to register")
     parser.add_argument("--read-images", action="store_true",

@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """Convert a torchvision VGG16 checkpoint file (e.g. vgg16-397923af.pth, which you supply) into
-MODEL.WEIGHTS for the VGG16 configs:
+MODEL.WEIGHTS for the VGG16 configs.
 
     python tools/convert_vgg16.py vgg16-397923af.pth output/vgg16_imagenet.pth
 
@@ -18,7 +18,7 @@ from da_detect.modeling.vgg import torchvision_vgg16_to_detectron2
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("input")
     parser.add_argument("output")
     args = parser.parse_args()

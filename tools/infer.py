@@ -58,12 +58,13 @@ def coco_detections(records, outputs, classes, ids, score_threshold):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config-file", required=True)
     parser.add_argument("--input", required=True, help="folder of .jpg/.jpeg/.png images")
     parser.add_argument("--output", required=True, type=new_output_folder,
                         help="a new or empty folder")
-    parser.add_argument("--score-threshold", type=fraction, default=0.5)
+    parser.add_argument("--score-threshold", type=fraction, default=0.5,
+                        help="the least score of a detection written and drawn (default: 0.5)")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     args = parser.parse_args()
     try:

@@ -187,7 +187,7 @@ def download_sdist(python, dest):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--python", default=sys.executable, help="interpreter to install into")
     parser.add_argument("--archive", help="use this local sdist instead of downloading it")
     parser.add_argument("--force", action="store_true", help="install even if detectron2 imports")

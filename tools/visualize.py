@@ -1,5 +1,6 @@
 #!/usr/bin/env python
 """Pictures of what adaptation does, for a source-only and an adapted model of the same config:
+detections side by side on target images, and both models' features of both domains in a t-SNE.
 
 * OUT/detections_<image>.png: target images with their ground truth, the source-only model's
   detections and the adapted model's, side by side;
@@ -36,7 +37,7 @@ from tqdm import tqdm
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config-file", required=True)
     parser.add_argument("--source-only", required=True, help="weights of the source-only model")
     parser.add_argument("--adapted", required=True, help="weights of the adapted model")
@@ -47,7 +48,8 @@ def main():
     parser.add_argument("--images", type=at_least(1), default=4, help="target images to draw")
     parser.add_argument("--features", type=at_least(2), default=100,
                         help="images per domain to embed (t-SNE; at least 2)")
-    parser.add_argument("--score-threshold", type=fraction, default=0.5)
+    parser.add_argument("--score-threshold", type=fraction, default=0.5,
+                        help="the least score of a detection drawn (default: 0.5)")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     args = parser.parse_args()
     try:
