@@ -41,9 +41,11 @@ def atomic_open(path, mode="w", *, durable=True, keep=False):
 def keep_earlier(path):
     """Rename a file at ``path`` after the time it was written (``NAME.<YYYYmmdd-HHMMSS>.<n>``
     and its suffix, ``<n>`` nanoseconds of the renaming's time, so that two names never meet),
-    so that writing a new one there loses nothing."""
+    so that writing a new one there loses nothing. Returns the new name, None where there was
+    no file."""
     path = Path(path)
     if path.is_file():
         stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(path.stat().st_mtime))
-        path.rename(path.with_name(f"{path.stem}.{stamp}.{time.time_ns() % 10**9:09d}"
-                                   f"{path.suffix}"))
+        return path.rename(path.with_name(f"{path.stem}.{stamp}.{time.time_ns() % 10**9:09d}"
+                                          f"{path.suffix}"))
+    return None

@@ -333,12 +333,31 @@ def test_image_folder_finds_every_image_at_the_size_training_reads(tmp_path):
         ("CAMERA", 20, 10), ("turned", 30, 40), ("upright", 40, 30)]
     shapes = [image.shape for _, image in readable_images(dicts, "BGR", problems)]
     assert shapes == [(10, 20, 3), (40, 30, 3), (30, 40, 3)] and not problems
+    # an annotation of the photo as stored, unturned (a tool that ignores EXIF): named as such
+    unturned = {"file_name": str(tmp_path / "frames" / "turned.jpg"), "width": 40, "height": 30}
+    assert not list(readable_images([unturned], "BGR", problems))
+    ((_, message),) = problems
+    assert message.endswith("Its EXIF orientation (6) turns it by 90 degrees, as read_image "
+                            "applies it (and image viewers do): an annotation made without EXIF "
+                            "has the width and height, and the boxes, of the unturned image.")
     (tmp_path / "frames" / "album.png").mkdir()  # a folder is no image
     (tmp_path / "frames" / "gone.png").symlink_to(tmp_path / "nowhere.png")  # a link to nothing
+    # a 16-bit grayscale PNG, which read_image would clip to 8 bits; images in a subfolder
+    Image.fromarray(np.full((30, 40), 4000, np.uint16)).save(tmp_path / "frames" / "depth.png")
+    (tmp_path / "frames" / "day2" / "noon").mkdir(parents=True)
+    write_image(tmp_path / "frames" / "day2" / "a.png", 40, 30)
+    write_image(tmp_path / "frames" / "day2" / "noon" / "b.jpg", 40, 30, "JPEG")
     dicts, problems = custom.load_image_folder(tmp_path / "frames")
     assert len(dicts) == 3
     assert [(path, message.split(":")[0]) for path, message in problems] == [
+        (str(tmp_path / "frames" / "day2"), "2 images in this subfolder are not read"),
+        (str(tmp_path / "frames" / "depth.png"), "a I;16 image (more than 8 bits a pixel)"),
         (str(tmp_path / "frames" / "gone.png"), "unreadable image (FileNotFoundError")]
+    (tmp_path / "by_day" / "day1").mkdir(parents=True)
+    write_image(tmp_path / "by_day" / "day1" / "c.png", 40, 30)
+    with pytest.raises(DatasetError, match=r"no jpg/jpeg/png images in .*/by_day \(only in its "
+                                           r"subfolders \['day1'\], which are not read\)"):
+        custom.load_image_folder(tmp_path / "by_day")
 
 
 def voc_xml(objects, width=1914, height=1052):

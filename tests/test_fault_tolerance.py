@@ -398,10 +398,29 @@ def test_a_checkpoint_of_another_model_is_refused_for_training_and_evaluation(tm
       "DATASETS.TARGET_TRAIN", "('a_file',)"],
      "DATASETS.IMAGE_FOLDER_DOMAINS 'a_file': expected a folder, but "
      "{empty}/../notes.txt is a file"),
+    (["DATASETS.VOC_DOMAINS", "[['cased', '/nowhere', '', 'Car,person,bus']]",
+      "DATASETS.TEST", "('cased',)"], "must share one class list (they differ in case or spaces "
+                                      "only)"),
+    (["DATASETS.VOC_DOMAINS", "[['reordered', '/nowhere', '', 'bus,car,person']]",
+      "DATASETS.TEST", "('reordered',)"], "(the same classes in another order: a class's place "
+                                          "is its id)"),
+    # unlabeled images where boxes are needed: found before training, not at its end
+    (["DATASETS.IMAGE_FOLDER_DOMAINS", "[['frames', '{empty}/../frames']]",
+      "DATASETS.TEST", "('synthetic_foggy_val', 'frames')"],
+     "DATASETS.TEST: 'frames' is unlabeled (no classes, no boxes), but an evaluation compares "
+     "detections with its boxes; unlabeled images adapt the detector from DATASETS.TARGET_TRAIN"),
+    (["DATASETS.IMAGE_FOLDER_DOMAINS", "[['frames', '{empty}/../frames']]",
+      "DATASETS.TRAIN", "('frames',)"],
+     "DATASETS.TRAIN: 'frames' is unlabeled (no classes, no boxes), but the detector learns "
+     "from its boxes"),
 ])
 def test_bad_training_data_gives_one_error_line_before_training(tmp_path, opts, message):
+    from PIL import Image
+
     (tmp_path / "empty").mkdir()
     (tmp_path / "notes.txt").write_text("not images")
+    (tmp_path / "frames").mkdir()
+    Image.new("RGB", (80, 64)).save(tmp_path / "frames" / "0.png")
     opts = [o.replace("{empty}", str(tmp_path / "empty")) for o in opts]
     message = message.replace("{empty}", str(tmp_path / "empty"))
     result = run_train_net_here("--config-file", SYNTHETIC_DA, *opts, "OUTPUT_DIR",

@@ -81,8 +81,12 @@ def test_eval_only_reproduces_the_numbers(trained, quick, tmp_path):
     (tmp_path / "config.eval-only.yaml").write_text("an earlier evaluation's")
     predictions = tmp_path / "inference" / VAL / "coco_instances_results.json"
     predictions.write_text("[]")  # an earlier evaluation's, so that it differs from the new one
-    run_train_net_here("--config-file", SYNTHETIC_FPN, "--eval-only", *quick,
-                       "MODEL.WEIGHTS", out / "model_final.pth", "OUTPUT_DIR", tmp_path)
+    shutil.copy(out / "last_checkpoint", tmp_path)
+    (tmp_path / "model_final.pth").write_bytes(b"the run's own model, not evaluated")
+    result = run_train_net_here("--config-file", SYNTHETIC_FPN, "--eval-only", *quick,
+                                "MODEL.WEIGHTS", out / "model_final.pth", "OUTPUT_DIR", tmp_path)
+    assert (f"--eval-only evaluates MODEL.WEIGHTS {out / 'model_final.pth'}, not OUTPUT_DIR's "
+            f"last checkpoint {tmp_path / 'model_final.pth'}") in result.stdout + result.stderr
     after_training = json.loads((out / "results.json").read_text())
     evaluated = json.loads((tmp_path / "results.json").read_text())
     assert evaluated == after_training
@@ -106,11 +110,17 @@ def test_eval_only_names_what_is_wrong_rather_than_a_sound_checkpoint(trained, q
     for name in ("last_checkpoint", "model_final.pth", "config.yaml"):  # a training run's
         shutil.copy(out / name, tmp_path)
     (tmp_path / "config.eval-only.yaml").write_text("an earlier evaluation's")
+    frames = tmp_path / "frames"  # unlabeled images
+    frames.mkdir()
+    Image.new("RGB", (80, 64)).save(frames / "0.png")
     for opts, message in (
             ([], f"--eval-only: MODEL.WEIGHTS is empty: nothing to evaluate (--resume evaluates "
                  f"OUTPUT_DIR's last checkpoint, {tmp_path / 'model_final.pth'})"),
             (["MODEL.WEIGHTS", out / "model_final.pth", "MODEL.ROI_HEADS.NUM_CLASSES", "5"],
-             "MODEL.ROI_HEADS.NUM_CLASSES = 5, but 'synthetic_clean_train' has 3 classes")):
+             "MODEL.ROI_HEADS.NUM_CLASSES = 5, but 'synthetic_clean_train' has 3 classes"),
+            (["MODEL.WEIGHTS", out / "model_final.pth", "DATASETS.IMAGE_FOLDER_DOMAINS",
+              f"[['frames', '{frames}']]", "DATASETS.TEST", "('frames',)"],
+             "DATASETS.TEST: 'frames' is unlabeled (no classes, no boxes)")):
         result = run_train_net_here("--config-file", SYNTHETIC_FPN, "--eval-only", *quick,
                                     "OUTPUT_DIR", tmp_path, *opts, check=False)
         assert result.returncode == 1
@@ -151,7 +161,10 @@ def test_resume_continues_from_the_last_checkpoint_and_logs_each_value_once(quic
     assert (tmp_path / "last_checkpoint").read_text() == "model_final.pth"
     # the last checkpoint holds the values logged at steps 9 (evaluation) and 19, written at 19
     run_train_net("--config-file", SYNTHETIC_DA, "--resume", *common, "SOLVER.MAX_ITER", "30")
-    assert "Starting training from iteration 20" in (tmp_path / "log.txt").read_text()
+    log = (tmp_path / "log.txt").read_text()
+    assert "Starting training from iteration 20" in log
+    assert "--resume with other values than the run's config.yaml: SOLVER.MAX_ITER: 20 -> 30. " \
+           "The steps from here on take them; the earlier config.yaml is kept as config.20" in log
     by_iteration = {m["iteration"]: m for m in metrics(tmp_path)}
     # evaluations at steps 9, 20 and 30 (the final ones count the finished steps)
     assert sorted(m["iteration"] for m in metrics(tmp_path)) == [9, 19, 20, 29, 30]

@@ -13,6 +13,7 @@ Bad input (config, datasets, checkpoints), a non-finite loss and a data loader w
 stop it with one ``error:`` line.
 """
 import glob
+import logging
 import os
 import sys
 from pathlib import Path
@@ -21,7 +22,7 @@ import da_detect  # noqa: F401  (detectron2 compatibility, registrations; before
 from da_detect.atomic_file import atomic_open, keep_earlier
 from da_detect.checkpoint import CheckpointError, DACheckpointer
 from da_detect.config import ConfigError, load_config
-from da_detect.data.classes import check_same_classes
+from da_detect.data.classes import check_same_classes, require_labeled
 from da_detect.data.problems import DatasetError
 from da_detect.data.worker_processes import WorkerEndedError
 from da_detect.engine import DATrainer
@@ -32,6 +33,7 @@ from da_detect.every_process import raise_for_problems, raised_together
 from detectron2.engine import default_argument_parser, default_setup
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
+import yaml
 
 
 def setup(args):
@@ -51,9 +53,12 @@ def setup(args):
         make_output_folders(cfg)
     config_yaml = Path(cfg.OUTPUT_DIR, "config.yaml")
     trained_with = config_yaml.read_bytes() if args.eval_only and config_yaml.is_file() else None
+    changed = None
     if (args.resume and not args.eval_only and comm.is_main_process() and config_yaml.is_file()
             and config_yaml.read_text() != cfg.dump()):
-        keep_earlier(config_yaml)  # a resumed run with other values: the earlier ones are kept
+        changed = changed_values(*(yaml.safe_load(text) for text in (config_yaml.read_text(),
+                                                                       cfg.dump())))
+        kept = keep_earlier(config_yaml)  # a resumed run with other values: the earlier are kept
     default_setup(cfg, args)  # writes the config it runs with to config.yaml
     if trained_with is not None and comm.is_main_process():
         # An evaluation keeps the training run's config.yaml, and writes its own beside it once
@@ -61,7 +66,24 @@ def setup(args):
         with atomic_open(config_yaml, "wb") as f:
             f.write(trained_with)
     setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="da_detect")
+    if changed is not None:
+        logging.getLogger("da_detect").warning(
+            f"--resume with other values than the run's config.yaml: {'; '.join(changed)}. The "
+            f"steps from here on take them; the earlier config.yaml is kept as {kept.name}")
     return cfg
+
+
+def changed_values(before, after, prefix=""):
+    """``"KEY: BEFORE -> AFTER"`` for each config key whose value differs between two configs
+    read from YAML (nested mappings)."""
+    changed = []
+    for key in sorted(before.keys() | after.keys()):
+        old, new = before.get(key), after.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            changed += changed_values(old, new, f"{prefix}{key}.")
+        elif old != new:
+            changed.append(f"{prefix}{key}: {old!r} -> {new!r}")
+    return changed
 
 
 def write_eval_config(cfg):
@@ -73,12 +95,26 @@ def write_eval_config(cfg):
             f.write(cfg.dump())
 
 
+def warn_of_another_model(cfg, checkpointer, resume):
+    """An evaluation in a training run's OUTPUT_DIR of other weights than its last checkpoint
+    (the config's MODEL.WEIGHTS may be the model the run started from) writes its results there:
+    say so."""
+    if not resume and checkpointer.has_checkpoint():
+        last = checkpointer.get_checkpoint_file()
+        if os.path.realpath(cfg.MODEL.WEIGHTS) != os.path.realpath(last):
+            logging.getLogger("da_detect").warning(
+                f"--eval-only evaluates MODEL.WEIGHTS {cfg.MODEL.WEIGHTS}, not OUTPUT_DIR's last "
+                f"checkpoint {last} (--resume evaluates that one), and writes its results into "
+                f"OUTPUT_DIR {cfg.OUTPUT_DIR}")
+
+
 def main(args):
     try:
         cfg = setup(args)
         if args.eval_only:
             with raised_together(DatasetError):  # a NUM_CLASSES override, before the checkpoint
-                check_same_classes(cfg, cfg.DATASETS.TEST)  # is blamed for it
+                require_labeled(cfg.DATASETS.TEST, "DATASETS.TEST")  # is blamed for it
+                check_same_classes(cfg, cfg.DATASETS.TEST)
             model = DATrainer.build_model(cfg)
             checkpointer = DACheckpointer(model, save_dir=cfg.OUTPUT_DIR,
                                           allow_unsafe_pickle=cfg.MODEL.ALLOW_UNSAFE_PICKLE)
@@ -92,6 +128,7 @@ def main(args):
                         else "--eval-only: MODEL.WEIGHTS is empty (and no checkpoint in "
                              "OUTPUT_DIR to --resume from): nothing to evaluate")
                 checkpointer.require_inference_weights()
+            warn_of_another_model(cfg, checkpointer, args.resume)
             write_eval_config(cfg)
             if comm.is_main_process():
                 keep_earlier_predictions(cfg)

@@ -72,14 +72,23 @@ def _claim(name, key, claimed):
 
 
 def load_image_folder(folder, what="image folder"):
-    """Unlabeled images of ``folder`` (not recursive): (dicts without annotations, Problems). A
-    :class:`DatasetError` naming ``what`` and the folder where it is none or holds no image."""
+    """Unlabeled images of ``folder`` (not its subfolders', each a counted problem): (dicts
+    without annotations, Problems). A :class:`DatasetError` naming ``what`` and the folder where
+    it is none or holds no image."""
     problems = Problems()
     dicts = []
-    files = image_files(require_dir(folder, what))
+    folder = require_dir(folder, what)
+    files = image_files(folder)
+    in_subfolders = {sub: count for sub in sorted(folder.iterdir()) if sub.is_dir()
+                     if (count := sum(p.suffix.lower() in IMAGE_SUFFIXES for p in sub.rglob("*")))}
     if not files:
+        nested = [sub.name for sub in in_subfolders]
         raise DatasetError(f"{what}: no {'/'.join(s[1:] for s in IMAGE_SUFFIXES)} images in "
-                           f"{folder}")
+                           f"{folder}" + (f" (only in its subfolders {nested}, which are not read)"
+                                          if nested else ""))
+    for sub, count in in_subfolders.items():
+        problems.add(sub, f"{count} images in this subfolder are not read: an image folder's "
+                          f"images are the files directly in it")
     for path in files:
         size = image_size(path, problems)
         if size is None:

@@ -32,6 +32,8 @@ def unreadable_image(error):
     return f"unreadable image ({type(error).__name__}: {error})"
 
 
+# PIL's modes of one channel of more than 8 bits (16-bit grayscale PNGs open as I;16)
+MORE_THAN_8_BITS = ("I", "I;16", "I;16L", "I;16B", "I;16N", "F")
 # EXIF orientations that turn the image by 90 degrees: read_image (so training) applies them
 EXIF_ORIENTATION, TURNED = 0x0112, (5, 6, 7, 8)
 
@@ -39,9 +41,14 @@ EXIF_ORIENTATION, TURNED = 0x0112, (5, 6, 7, 8)
 def image_size(path, problems):
     """``(width, height)`` of the image file ``path`` as detectron2's ``read_image`` returns it
     (EXIF orientation applied), read from its header; None, with the problem added to
-    ``problems``, when it cannot be read."""
+    ``problems``, when it cannot be read, or not without losing most of it (16-bit)."""
     try:
         with Image.open(path) as im:
+            if im.mode in MORE_THAN_8_BITS:
+                problems.add(path, f"a {im.mode} image (more than 8 bits a pixel): detectron2's "
+                                   f"read_image clips it to 8 bits, white wherever it is above "
+                                   f"255; convert it to 8 bits")
+                return None
             width, height = im.size
             if _exif_orientation(im) in TURNED:
                 width, height = height, width
@@ -79,7 +86,22 @@ def map_or_bad_image(mapper, record):
     except UNREADABLE_IMAGE_ERRORS as e:
         return BadImage(record["file_name"], f"{unreadable_image(e)}; replace or remove it")
     except SizeMismatchError as e:  # its message names the file and both sizes
-        return BadImage(record["file_name"], str(e))
+        return BadImage(record["file_name"], str(e) + _turned_by_exif(record["file_name"]))
+
+
+def _turned_by_exif(path):
+    """Where the image at ``path`` has an EXIF orientation that turns it by 90 degrees, a note
+    saying so: an annotation tool that ignores EXIF gives its size unturned."""
+    try:
+        with Image.open(path) as im:
+            orientation = _exif_orientation(im)
+    except UNREADABLE_IMAGE_ERRORS:  # read a moment ago; gone since
+        return ""
+    if orientation not in TURNED:
+        return ""
+    return (f" Its EXIF orientation ({orientation}) turns it by 90 degrees, as read_image "
+            f"applies it (and image viewers do): an annotation made without EXIF has the width "
+            f"and height, and the boxes, of the unturned image.")
 
 
 def readable_images(records, image_format, problems):

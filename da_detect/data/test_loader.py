@@ -6,7 +6,7 @@ from functools import partial
 from detectron2.data import DatasetMapper, build_detection_test_loader
 from detectron2.utils import comm
 
-from .classes import check_same_classes
+from .classes import check_same_classes, require_labeled
 from .images import checked_in_every_process, map_or_bad_image
 from .worker_processes import batches, start_workers_safely
 
@@ -38,7 +38,8 @@ class ImageCheckingLoader:
 def build_test_loader(cfg, dataset_name):
     """detectron2's ``build_detection_test_loader`` with its default mapper, its workers started
     by :func:`start_workers_safely`, and images that cannot be used reported by name; a split
-    whose classes are not the model's is refused."""
+    that is unlabeled, or whose classes are not the model's, is refused."""
+    require_labeled([dataset_name], "DATASETS.TEST")
     check_same_classes(cfg, [dataset_name])
     mapper = partial(map_or_bad_image, DatasetMapper(cfg, is_train=False))
     return ImageCheckingLoader(start_workers_safely(

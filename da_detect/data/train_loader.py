@@ -17,7 +17,7 @@ from detectron2.utils import comm
 from ..modeling.meta_arch import SOURCE, TARGET
 from ..random_generators import random_states_kept
 from .albumentations_augmentation import build_albumentations
-from .classes import check_same_classes
+from .classes import check_same_classes, require_labeled
 from .images import checked_in_every_process, map_or_bad_image
 from .problems import DatasetError
 from .resumable_sampler import ResumableBatchSampler
@@ -151,6 +151,8 @@ def build_train_loader(cfg):
     if cfg.DATALOADER.SAMPLER_TRAIN != "TrainingSampler":
         raise DatasetError(f"DATALOADER.SAMPLER_TRAIN = {cfg.DATALOADER.SAMPLER_TRAIN!r}: "
                            f"only 'TrainingSampler' is supported")
+    require_labeled(cfg.DATASETS.TRAIN, "DATASETS.TRAIN")
+    require_labeled(cfg.DATASETS.TEST, "DATASETS.TEST")  # found now, not after training
     check_same_classes(cfg, [*cfg.DATASETS.TRAIN[1:], *cfg.DATASETS.TARGET_TRAIN,
                              *cfg.DATASETS.TEST])
     datasets = [(source_dicts(cfg), cfg.SOLVER.IMS_PER_BATCH, train_mapper(cfg, "SOURCE"))]
