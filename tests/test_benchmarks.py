@@ -73,6 +73,7 @@ def test_gap_closed_is_the_share_of_source_only_to_oracle():
     means = {"source_only": 45, "image": 63, "oracle": 90}
     assert gap_closed(means) == pytest.approx({"source_only": 0, "image": 40, "oracle": 100})
     assert gap_closed({**means, "oracle": 45}) == {}  # no gap to close: no share to report
+    assert gap_closed({**means, "oracle": 40}) == {}  # the oracle worse: no share either
     assert gap_closed({"source_only": 45, "image": 63}) == {}
 
 

@@ -14,7 +14,16 @@ from da_detect.config import deployment_config, load_config
 from da_detect.modeling import meta_arch
 from da_detect.modeling.consistency import consistency_loss
 from da_detect.modeling.gradient_reversal import grl_lambda, reverse_gradient
-from da_detect.modeling.image_domain_classifier import image_domain_probability
+from da_detect.modeling.image_domain_classifier import (
+    ImageDomainClassifier,
+    image_domain_loss,
+    image_domain_probability,
+    valid_location_mask,
+)
+from da_detect.modeling.instance_domain_classifier import (
+    InstanceDomainClassifier,
+    instance_domain_loss,
+)
 
 SMALL = [*SMALL_IMAGES, "INPUT.RANDOM_FLIP", "none"]
 # detectron2's R50-C4 made domain-adaptive: D_img on res4, D_ins on the res5 head's features
@@ -81,6 +90,95 @@ def test_dann_schedule_rises_from_zero_to_base():
     values = [grl_lambda(1.0, "dann", p / 10) for p in range(11)]
     assert all(a < b for a, b in zip(values, values[1:]))
     assert abs(values[-1] - (2 / (1 + torch.exp(torch.tensor(-10.0)).item()) - 1)) < 1e-9
+    # MODEL.DA.GRL_GAMMA sets how fast it rises
+    assert grl_lambda(0.5, "dann", 0.2, gamma=5.0) == pytest.approx(0.5 * (2 / (1 + math.exp(-1))
+                                                                         - 1))
+
+
+def bce(logit, label):
+    """Binary cross-entropy of one logit, by hand."""
+    p = 1 / (1 + math.exp(-logit))
+    return -math.log(p) if label else -math.log(1 - p)
+
+
+def test_valid_locations_cover_the_image_and_not_its_padding():
+    # stride 4: a 10 x 13 image covers ceil(10/4) = 3 rows and ceil(13/4) = 4 columns of a
+    # 4 x 5 map padded for the batch; a 16 x 8 image, 4 rows and 2 columns
+    mask = valid_location_mask([(10, 13), (16, 8)], (2, 256, 4, 5), 4)
+    expected = torch.zeros(2, 1, 4, 5, dtype=torch.bool)
+    expected[0, 0, :3, :4] = True
+    expected[1, 0, :4, :2] = True
+    assert torch.equal(mask, expected)
+
+
+def test_image_domain_loss_and_accuracy_by_hand():
+    # two levels, two images (source, target); the padded locations hold logits that would
+    # change both the loss and the accuracy if they counted
+    level1 = torch.tensor([[[[2.0, -1.0], [0.5, 9.0]]], [[[3.0, -2.0], [1.0, 9.0]]]])
+    mask1 = torch.tensor([[[[1, 1], [1, 0]]], [[[1, 1], [1, 0]]]], dtype=torch.bool)
+    level2 = torch.tensor([[[[-4.0]]], [[[0.0]]]])
+    mask2 = torch.ones(2, 1, 1, 1, dtype=torch.bool)
+    loss, accuracy = image_domain_loss([level1, level2], torch.tensor([0.0, 1.0]), [mask1, mask2])
+    level1_loss = (bce(2, 0) + bce(-1, 0) + bce(0.5, 0) + bce(3, 1) + bce(-2, 1) + bce(1, 1)) / 6
+    level2_loss = (bce(-4, 0) + bce(0, 1)) / 2
+    assert loss.item() == pytest.approx((level1_loss + level2_loss) / 2, rel=1e-6)
+    # right ("target" where the logit is above 0): -1 (source), 3 and 1 (target), -4 (source)
+    assert accuracy.item() == pytest.approx(4 / 8)
+    # a confident right answer costs nothing, a confident wrong one much
+    confident = torch.full((2, 1, 1, 1), 20.0) * torch.tensor([-1.0, 1.0]).view(2, 1, 1, 1)
+    assert image_domain_loss([confident], torch.tensor([0.0, 1.0]), [mask2])[0].item() < 1e-8
+    assert image_domain_loss([-confident], torch.tensor([0.0, 1.0]), [mask2])[0].item() > 19
+
+
+def test_image_domain_classifier_is_conv_relu_conv():
+    torch.manual_seed(0)
+    classifier = ImageDomainClassifier(3, 4)
+    x = torch.randn(2, 3, 5, 6)
+    hidden = torch.einsum("oc,nchw->nohw", classifier.conv1.weight[:, :, 0, 0], x)
+    hidden = hidden + classifier.conv1.bias.view(1, -1, 1, 1)
+    assert (hidden < 0).any()  # the ReLU has something to cut
+    expected = torch.einsum("oc,nchw->nohw", classifier.conv2.weight[:, :, 0, 0], hidden.relu())
+    expected = expected + classifier.conv2.bias.view(1, -1, 1, 1)
+    assert torch.allclose(classifier(x), expected, atol=1e-6)
+
+
+def test_instance_domain_loss_and_accuracy_by_hand():
+    logits = torch.tensor([3.0, -1.0, 0.5, 2.0])
+    labels = torch.tensor([0.0, 0.0, 1.0, 1.0])
+    loss, accuracy = instance_domain_loss(logits, labels)
+    assert loss.item() == pytest.approx(
+        (bce(3, 0) + bce(-1, 0) + bce(0.5, 1) + bce(2, 1)) / 4, rel=1e-6)
+    assert accuracy.item() == 0.75  # -1 (source), 0.5 and 2 (target) are right
+    assert instance_domain_loss(torch.tensor([-20.0, 20.0]), torch.tensor([0.0, 1.0]))[0] < 1e-8
+
+
+def test_instance_domain_classifier_drops_out_in_training_only():
+    torch.manual_seed(0)
+    classifier = InstanceDomainClassifier(6, 32, dropout=0.5)
+    x = torch.randn(1, 6)  # one region: still a (1,) vector of logits
+    assert classifier.eval()(x).shape == (1,)
+    assert torch.equal(classifier(x), classifier(x))
+    classifier.train()
+    outputs = {classifier(x).item() for _ in range(8)}
+    assert len(outputs) > 1
+    # fc2's output drops out too: about half of what its ReLU passes is zeroed
+    x = torch.randn(100, 6)
+    hidden = []
+    hook = classifier.fc3.register_forward_hook(lambda m, inputs, out: hidden.append(inputs[0]))
+    classifier.eval()(x)
+    classifier.train()(x)
+    hook.remove()
+    zeros_eval, zeros_train = ((h == 0).float().mean().item() for h in hidden)
+    assert zeros_train > zeros_eval + 0.5 * (1 - zeros_eval) - 0.1
+
+
+def test_consistency_loss_pulls_the_image_prediction_too():
+    image_probs = torch.tensor([0.2, 0.9], requires_grad=True)
+    instance_probs = torch.tensor([0.1, 0.5, 0.6, 1.0, 0.7], requires_grad=True)
+    consistency_loss(image_probs, instance_probs, torch.tensor([0, 0, 1, 1, 1])).backward()
+    # d/dp_img of mean |p_img - p_ins|: the signs of the differences, over the 5 regions
+    assert torch.allclose(image_probs.grad, torch.tensor([(1 - 1) / 5, (1 - 1 + 1) / 5]))
+    assert torch.allclose(instance_probs.grad, torch.tensor([-1, 1, -1, 1, -1]) / 5)
 
 
 def test_consistency_loss_by_hand():
@@ -200,6 +298,54 @@ def test_domain_labels_are_zero_for_source_and_one_for_target(da_cfg, inputs, mo
     regions = model.instance_regions
     assert regions == da_cfg.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE // 2
     assert instance_labels.tolist() == [0.0] * 2 * regions + [1.0] * regions
+
+
+def test_each_domain_loss_takes_its_gradient_path_weight_and_inputs(inputs, monkeypatch):
+    """Eq. 7 and 8 reach the features through GRLs of their own lambdas; Eq. 9 through plain
+    gradient scalings (not reversed), on the same features, comparing D_img's and D_ins' own
+    probabilities; Eq. 10 weighs each by lambda (LOSS_WEIGHT) and its part weight."""
+    cfg = cfg_for(SYNTHETIC_DA, "MODEL.DA.IMAGE.GRL_LAMBDA", "0.3", "MODEL.DA.INSTANCE.GRL_LAMBDA",
+                  "0.2", "MODEL.DA.INSTANCE.DROPOUT", "0.0", "MODEL.DA.IMAGE.LOSS_WEIGHT", "0.7",
+                  "MODEL.DA.INSTANCE.LOSS_WEIGHT", "0.6")
+    calls, seen = [], {}
+
+    def gradient_path(kind, fn):
+        def wrapped(x, coefficient):
+            calls.append((kind, coefficient, x.requires_grad, x.dim()))
+            return fn(x, coefficient)
+        monkeypatch.setattr(meta_arch, f"{kind}_gradient", wrapped)
+
+    def spy(name):
+        fn = getattr(meta_arch, name)
+
+        def wrapped(*args):
+            seen[name] = [a.detach() if torch.is_tensor(a) else a for a in args]
+            return fn(*args)
+        monkeypatch.setattr(meta_arch, name, wrapped)
+
+    gradient_path("reverse", meta_arch.reverse_gradient)
+    gradient_path("scale", meta_arch.scale_gradient)
+    for name in ("image_domain_loss", "instance_domain_loss", "consistency_loss"):
+        spy(name)
+    source, target = inputs
+    model = build_model(cfg).train()
+    assert model.part_loss_weights == {"image": 0.7, "instance": 0.6, "consistency": 0.1}
+    losses = train_losses(model, source + target)
+    levels = len(model.image_in_features)
+    # D_img on each level (4-d maps), D_ins on the regions' features (2-d), all with gradients
+    assert calls == ([("reverse", 0.3, True, 4)] * levels + [("reverse", 0.2, True, 2)]
+                     + [("scale", 0.3, True, 4)] * levels + [("scale", 0.2, True, 2)])
+    image_logits, _, masks = seen["image_domain_loss"]
+    image_probs, instance_probs, roi_image = seen["consistency_loss"]
+    assert torch.allclose(image_probs, image_domain_probability(image_logits, masks))
+    assert torch.allclose(instance_probs, torch.sigmoid(seen["instance_domain_loss"][0]))
+    # Eq. 10's lambda multiplies every domain loss
+    model.da_loss_weight *= 2
+    doubled = train_losses(model, source + target)
+    for key in ("loss_da_image", "loss_da_instance", "loss_da_consistency"):
+        assert torch.allclose(doubled[key], 2 * losses[key], rtol=1e-5), key
+    # a step without target images is plain Faster R-CNN's
+    assert not [k for k in train_losses(model, source) if k.startswith("loss_da")]
 
 
 def test_instance_regions_are_chosen_without_labels(inputs):

@@ -98,3 +98,32 @@ def test_coco_ap50_reads_the_split_as_it_is_now_not_an_earlier_runs_conversion(t
     second = evaluate(COCOAP50Evaluator("moving_car", output_dir=str(tmp_path), distributed=False),
                       detection)
     assert first["AP50-car"] == pytest.approx(100.0) and second["AP50-car"] == 0.0
+
+
+def test_coco_ap50_counts_a_detection_of_iou_between_half_and_three_quarters(dataset, tmp_path):
+    # IoU 0.6 with car A: a match at IoU 0.5, which AP50 reads, not at 0.75
+    detections = [([10, 10, 30, 22], 0.9), ([50, 50, 80, 80], 0.8)]
+    results = evaluate(COCOAP50Evaluator(dataset, output_dir=str(tmp_path), distributed=False),
+                       detections)
+    assert results["AP50-car"] == pytest.approx(100.0)
+
+
+def test_voc07_ap50_counts_a_detection_of_iou_exactly_half(dataset):
+    # the top half of car A: intersection 200 over union 400, a match (IoU >= 0.5)
+    results = evaluate(VOC07AP50Evaluator(dataset, distributed=False),
+                       [([10, 10, 30, 20], 0.9), ([50, 50, 80, 80], 0.8)])
+    assert results["AP50-car"] == pytest.approx(100.0)
+
+
+def test_voc07_ap50_counts_a_second_detection_of_one_object_as_a_false_positive(dataset):
+    # A, A again, B: TP, FP, TP, the counts of the hand example without its crowd detection
+    results = evaluate(VOC07AP50Evaluator(dataset, distributed=False),
+                       [([10, 10, 30, 30], 0.9), ([10, 10, 30, 30], 0.8), ([50, 50, 80, 80], 0.7)])
+    assert results["AP50-car"] == pytest.approx(VOC07_AP50, abs=1e-6)
+
+
+def test_voc07_ap50_ranks_detections_by_score_whatever_their_order(dataset):
+    # the false positive first: taken in this order, it would rank above both cars
+    shuffled = [DETECTIONS[2], DETECTIONS[0], DETECTIONS[3], DETECTIONS[1]]
+    results = evaluate(VOC07AP50Evaluator(dataset, distributed=False), shuffled)
+    assert results["AP50-car"] == pytest.approx(VOC07_AP50, abs=1e-6)

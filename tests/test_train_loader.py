@@ -2,6 +2,7 @@
 from itertools import islice
 from unittest import mock
 
+from detectron2.data import DatasetMapper
 from detectron2.utils import comm
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -13,12 +14,18 @@ from da_detect.data.train_loader import build_train_loader
 from da_detect.modeling.meta_arch import SOURCE, TARGET
 
 
-def steps(opts, start=0, count=6):
-    """[(domain, image_id), ...] of each of ``count`` steps from step ``start``."""
+def mapped_steps(opts, start=0, count=6):
+    """The mapped inputs of each of ``count`` steps from step ``start``."""
     cfg = load_config(str(SYNTHETIC_DA), ["DATALOADER.NUM_WORKERS", "0", *opts])
     loader = build_train_loader(cfg)
     loader.start_at(start)
-    return [[(x["domain"], x["image_id"]) for x in batch] for batch in islice(loader, count)]
+    return list(islice(loader, count))
+
+
+def steps(opts, start=0, count=6):
+    """[(domain, image_id), ...] of each of ``count`` steps from step ``start``."""
+    return [[(x["domain"], x["image_id"]) for x in batch]
+            for batch in mapped_steps(opts, start, count)]
 
 
 def test_steps_before_start_iter_read_no_target_image():
@@ -35,6 +42,32 @@ def test_resuming_around_start_iter_replays_the_uninterrupted_steps():
     uninterrupted = steps(opts, count=7)
     assert steps(opts, start=1) == uninterrupted[1:]
     assert steps(opts, start=5, count=2) == uninterrupted[5:]
+
+
+def test_each_step_lists_its_source_batch_then_its_target_batch_of_its_own_size():
+    # the source images first, then SOLVER.TARGET_IMS_PER_BATCH target images, more or fewer
+    for source_size, target_size in ((2, 3), (2, 1)):
+        opts = ["SOLVER.IMS_PER_BATCH", str(source_size),
+                "SOLVER.TARGET_IMS_PER_BATCH", str(target_size)]
+        expected = [SOURCE] * source_size + [TARGET] * target_size
+        for batch in steps(opts, count=2):
+            assert [domain for domain, _ in batch] == expected
+
+
+def test_target_images_reach_the_mapper_and_the_model_without_their_labels():
+    # the synthetic target split is labeled; its labels stay out of the data stream
+    mapper_inputs = []  # (domain, whether it has annotations) of every dict the mapper maps
+    map_dict = DatasetMapper.__call__
+
+    def record(mapper, dataset_dict):
+        mapper_inputs.append((dataset_dict["domain"], "annotations" in dataset_dict))
+        return map_dict(mapper, dataset_dict)
+
+    with mock.patch.object(DatasetMapper, "__call__", autospec=True, side_effect=record):
+        batches = mapped_steps([], count=2)
+    assert set(mapper_inputs) == {(SOURCE, True), (TARGET, False)}
+    for batch in batches:
+        assert [("instances" in x) for x in batch] == [x["domain"] == SOURCE for x in batch]
 
 
 @settings(max_examples=100, deadline=None, derandomize=True)

@@ -1,10 +1,12 @@
 """SOLVER.WEIGHT_AVERAGING: the final model is the mean of the weights after the chosen steps,
 training itself is unchanged, and a resumed run averages the same weights."""
 import shutil
+from types import SimpleNamespace
 
 import torch
 
 from conftest import SHORT_RUN, SYNTHETIC_FPN, run_train_net_here
+from da_detect.engine.weight_averaging import WeightAveraging
 
 # SHORT_RUN checkpoints after steps 4, 8 and 12; the averaged run takes the mean of those three.
 AVERAGING = ["SOLVER.WEIGHT_AVERAGING.ENABLED", "True", "SOLVER.WEIGHT_AVERAGING.START_ITER", "4",
@@ -50,3 +52,18 @@ def test_final_model_is_the_mean_of_the_last_steps_weights_and_survives_resume(t
     resumed_final = weights(resumed / "model_final.pth")
     for key, value in final.items():
         assert torch.equal(value, resumed_final[key]), key
+
+
+def test_averaged_steps_are_counted_back_from_the_last_step():
+    # MAX_ITER 10, PERIOD 4, START_ITER 3: steps 10 and 6 (not 4 and 8, counted from step 0);
+    # the weight after each step is the step's number, so their mean is 8
+    model = torch.nn.Linear(1, 1, bias=False)
+    hook = WeightAveraging(start_iter=3, period=4)
+    hook.trainer = SimpleNamespace(model=model, max_iter=10, iter=0)
+    hook.before_train()
+    for step in range(1, 11):
+        with torch.no_grad():
+            model.weight.fill_(step)
+        hook.trainer.iter = step - 1
+        hook.after_step()
+    assert model.weight.item() == 8.0
