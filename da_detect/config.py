@@ -180,6 +180,18 @@ def check_da_config(cfg):
                 "needs MODEL.DA.IMAGE.ENABLED and MODEL.DA.INSTANCE.ENABLED")
 
 
+def config_differences(before, after):
+    """``"KEY: BEFORE -> AFTER"`` for each key whose value differs between two configs' YAML
+    (``cfg.dump()``)."""
+    def differences(old, new, prefix):
+        if isinstance(old, dict) and isinstance(new, dict):
+            return [line for key in sorted(old.keys() | new.keys())
+                    for line in differences(old.get(key), new.get(key), f"{prefix}{key}.")]
+        return [] if old == new else [f"{prefix[:-1]}: {old!r} -> {new!r}"]
+
+    return differences(yaml.safe_load(before), yaml.safe_load(after), "")
+
+
 def check_dataset_names(cfg):
     """Raise ConfigError for a dataset name that no loader registered."""
     for key in ("DATASETS.TRAIN", "DATASETS.TARGET_TRAIN", "DATASETS.TEST"):

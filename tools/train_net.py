@@ -21,7 +21,7 @@ from pathlib import Path
 import da_detect  # noqa: F401  (detectron2 compatibility, registrations; before detectron2)
 from da_detect.atomic_file import atomic_open, keep_earlier
 from da_detect.checkpoint import CheckpointError, DACheckpointer
-from da_detect.config import ConfigError, load_config
+from da_detect.config import ConfigError, config_differences, load_config
 from da_detect.data.classes import check_same_classes, require_labeled
 from da_detect.data.problems import DatasetError
 from da_detect.data.worker_processes import WorkerEndedError
@@ -33,7 +33,6 @@ from da_detect.every_process import raise_for_problems, raised_together
 from detectron2.engine import default_argument_parser, default_setup
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
-import yaml
 
 
 def setup(args):
@@ -56,8 +55,7 @@ def setup(args):
     changed = None
     if (args.resume and not args.eval_only and comm.is_main_process() and config_yaml.is_file()
             and config_yaml.read_text() != cfg.dump()):
-        changed = changed_values(*(yaml.safe_load(text) for text in (config_yaml.read_text(),
-                                                                       cfg.dump())))
+        changed = config_differences(config_yaml.read_text(), cfg.dump())
         kept = keep_earlier(config_yaml)  # a resumed run with other values: the earlier are kept
     default_setup(cfg, args)  # writes the config it runs with to config.yaml
     if trained_with is not None and comm.is_main_process():
@@ -71,19 +69,6 @@ def setup(args):
             f"--resume with other values than the run's config.yaml: {'; '.join(changed)}. The "
             f"steps from here on take them; the earlier config.yaml is kept as {kept.name}")
     return cfg
-
-
-def changed_values(before, after, prefix=""):
-    """``"KEY: BEFORE -> AFTER"`` for each config key whose value differs between two configs
-    read from YAML (nested mappings)."""
-    changed = []
-    for key in sorted(before.keys() | after.keys()):
-        old, new = before.get(key), after.get(key)
-        if isinstance(old, dict) and isinstance(new, dict):
-            changed += changed_values(old, new, f"{prefix}{key}.")
-        elif old != new:
-            changed.append(f"{prefix}{key}: {old!r} -> {new!r}")
-    return changed
 
 
 def write_eval_config(cfg):
@@ -112,8 +97,10 @@ def main(args):
     try:
         cfg = setup(args)
         if args.eval_only:
-            with raised_together(DatasetError):  # a NUM_CLASSES override, before the checkpoint
-                require_labeled(cfg.DATASETS.TEST, "DATASETS.TEST")  # is blamed for it
+            # the test splits' labels and classes, before the checkpoint is blamed for them (a
+            # NUM_CLASSES override)
+            with raised_together(DatasetError):
+                require_labeled(cfg.DATASETS.TEST, "DATASETS.TEST")
                 check_same_classes(cfg, cfg.DATASETS.TEST)
             model = DATrainer.build_model(cfg)
             checkpointer = DACheckpointer(model, save_dir=cfg.OUTPUT_DIR,
