@@ -431,6 +431,38 @@ def test_a_box_head_without_fc_layers_feeds_d_ins_its_flattened_conv_output(inpu
     assert torch.isfinite(losses["loss_da_instance"])
 
 
+@pytest.mark.parametrize("config,opts", [(SYNTHETIC_DA, []), (C4_CONFIG, C4_DA)])
+def test_d_ins_sees_the_top_proposals_features_the_box_predictor_classifies(config, opts, inputs):
+    """D_ins reads, for each image's top-scoring proposals, the features the box predictor
+    gets for them (a box head's output; res5's output averaged over space for C4)."""
+    source, target = inputs
+    model = build_model(cfg_for(config, *opts)).eval()
+    model.instance_regions = 20
+    images = model.preprocess_image(source[:1] + target[:1])
+    features = model.backbone(images.tensor)
+    proposals, _ = model.proposal_generator(images, features)
+    chosen = model._top_proposal_boxes(images, features)  # (as in training: the RPN in train mode)
+    top = [p[p.objectness_logits.argsort(descending=True)[:20]] for p in proposals]
+    assert [b.tensor.tolist() for b in chosen] == [p.proposal_boxes.tensor.tolist() for p in top]
+    classified = []
+    hook = model.roi_heads.box_predictor.register_forward_hook(
+        lambda module, args, out: classified.append(args[0].flatten(1)))
+    with torch.no_grad():
+        model.roi_heads(images, features, top)
+        seen_by_d_ins = model.roi_heads.box_features(features, chosen)
+    hook.remove()
+    # (an untrained R50's RPN may keep fewer than 20 after NMS)
+    assert seen_by_d_ins.shape == (sum(map(len, top)), model.roi_heads.box_feature_dim)
+    assert torch.allclose(seen_by_d_ins, classified[0], atol=1e-5)
+
+
+@pytest.mark.parametrize("config,opts", [(SYNTHETIC_DA, []), (C4_CONFIG, C4_DA)])
+def test_domain_adaptive_roi_heads_are_box_only(config, opts):
+    with pytest.raises(ValueError, match="domain-adaptive ROI heads are box-only: set "
+                                         "MODEL.MASK_ON and MODEL.KEYPOINT_ON to False"):
+        build_model(cfg_for(config, *opts, "MODEL.MASK_ON", "True"))
+
+
 def test_every_switch_off_is_plain_faster_rcnn(da_cfg, inputs):
     source, target = inputs
     off = build_model(cfg_for(SYNTHETIC_DA, *ALL_OFF)).train()
