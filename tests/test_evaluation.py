@@ -69,6 +69,13 @@ def test_voc07_ap50_matches_hand_computation(dataset):
     assert results["AP50"] == pytest.approx(VOC07_AP50, abs=1e-6)
 
 
+def test_voc07_ap50_of_a_class_without_ground_truth_is_nan_and_left_out_of_the_mean():
+    dataset = register("ap50_hand_example_with_bus", ["car", "bus"])
+    results = evaluate(VOC07AP50Evaluator(dataset, distributed=False))
+    assert math.isnan(results["AP50-bus"])
+    assert results["AP50-car"] == results["AP50"] == pytest.approx(VOC07_AP50, abs=1e-6)
+
+
 def test_a_detection_mostly_inside_a_crowd_region_is_ignored_by_both(dataset, tmp_path):
     inside = ([2, 62, 10, 70], 0.85)  # IoU with the crowd region 0.11, all of it inside it
     coco = evaluate(COCOAP50Evaluator(dataset, output_dir=str(tmp_path), distributed=False),
@@ -86,6 +93,13 @@ def test_coco_ap50_without_any_detection_is_zero_where_there_is_ground_truth(tmp
     assert math.isnan(results["AP50-bus"])  # no bus in the split
     # the cars are 20x20 and 30x30 pixels, both of COCO's small area (< 32²)
     assert results["APs"] == 0.0 and math.isnan(results["APm"]) and math.isnan(results["APl"])
+
+
+def test_coco_ap50_of_a_class_with_only_crowd_regions_and_no_detection_is_nan(tmp_path):
+    dataset = register("only_a_crowd", ["car"], [([0, 60, 20, 90], 1)])  # nothing to find
+    results = evaluate(COCOAP50Evaluator(dataset, output_dir=str(tmp_path), distributed=False),
+                       detections=[])
+    assert math.isnan(results["AP50-car"])
 
 
 def test_coco_ap50_reads_the_split_as_it_is_now_not_an_earlier_runs_conversion(tmp_path):
