@@ -6,6 +6,7 @@ from detectron2.data import DatasetMapper
 from detectron2.utils import comm
 from hypothesis import given, settings
 from hypothesis import strategies as st
+import torch
 
 from conftest import SYNTHETIC_DA
 from da_detect.config import load_config
@@ -92,3 +93,17 @@ def test_no_step_holds_an_image_twice_in_one_process_or_across_them(landscape, p
         if group_size >= total:
             assert len(set(images)) == total
         assert len({sample_seed for share in step for _, sample_seed in share}) == total
+
+
+def test_the_stream_starts_with_the_seeded_permutation_and_square_images_batch_with_portrait():
+    # without grouping: the first step is the head of the seed's first permutation, each image
+    # with its sample seed (the stream's seed, its place in the stream)
+    dicts = [{"width": 4, "height": 3}] * 6
+    first = next(iter(ResumableBatchSampler(dicts, 4, seed=5, aspect_ratio_grouping=False)))
+    permutation = torch.randperm(6, generator=torch.Generator().manual_seed(5)).tolist()
+    assert first == [(index, (5, k)) for k, index in enumerate(permutation[:4])]
+    # as detectron2 groups them: landscape (width > height) apart, square with portrait
+    dicts = [{"width": 4, "height": 3}] * 4 + [{"width": 3, "height": 3}] * 2 + [
+        {"width": 3, "height": 4}] * 2
+    for batch in islice(ResumableBatchSampler(dicts, 2, seed=1), 40):
+        assert len({index < 4 for index, _ in batch}) == 1, batch
