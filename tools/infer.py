@@ -64,7 +64,8 @@ def main():
     parser.add_argument("--output", required=True, type=new_output_folder,
                         help="a new or empty folder")
     parser.add_argument("--score-threshold", type=fraction, default=0.5,
-                        help="the least score of a detection written and drawn (default: 0.5)")
+                        help="the least score of a detection written and drawn "
+                             "(default: %(default)s)")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     args = parser.parse_args()
     try:

@@ -49,7 +49,7 @@ def main():
     parser.add_argument("--features", type=at_least(2), default=100,
                         help="images per domain to embed (t-SNE; at least 2)")
     parser.add_argument("--score-threshold", type=fraction, default=0.5,
-                        help="the least score of a detection drawn (default: 0.5)")
+                        help="the least score of a detection drawn (default: %(default)s)")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     args = parser.parse_args()
     try:
