@@ -1,5 +1,6 @@
 """Loaders of the real benchmarks on small trees in their exact native layouts and formats."""
 import json
+import logging
 import os
 import shutil
 import struct
@@ -405,7 +406,7 @@ def test_voc_unknown_class_and_broken_xml_are_counted_skips(tmp_path):
     assert "not a VOC annotation: ParseError" in messages[str(broken)]
 
 
-def test_a_voc_folder_read_for_some_of_its_classes(tmp_path):
+def test_a_voc_folder_read_for_some_of_its_classes(tmp_path, caplog):
     def annotation(image_id, body):
         (tmp_path / "Annotations").mkdir(exist_ok=True)
         (tmp_path / "Annotations" / f"{image_id}.xml").write_text(
@@ -419,10 +420,17 @@ def test_a_voc_folder_read_for_some_of_its_classes(tmp_path):
                       "<xmax>9</xmax><ymax>9</ymax></bndbox></object>")
     write_image(tmp_path / "JPEGImages" / "a.jpg", 100, 50, "JPEG")
     annotation("b", "<object><name>car</name><bndbox><xmin>1</xmin><ymin>1</ymin>"
-                    "<xmax>4</xmax><ymax>4</ymax></bndbox></object>")  # no <size>, a PNG
+                    "<xmax>4</xmax><ymax>4</ymax></bndbox></object>"  # no <size>, a PNG
+                    "<object><name>Dgo</name><bndbox><xmin>1</xmin><ymin>1</ymin>"
+                    "<xmax>4</xmax><ymax>4</ymax></bndbox></object>")  # a misspelt name
     write_image(tmp_path / "JPEGImages" / "b.png", 30, 20)
     annotation("c", "<size><height>50</height></size>")
     write_image(tmp_path / "JPEGImages" / "c.jpg", 100, 50, "JPEG")
+    annotation("d", size + "<object><name>dog</name><bndbox><xmin>5</xmin><ymin>5</ymin><xmax>9"
+                           "</xmax><ymax>9</ymax></bndbox></object><object><name>car</name>"
+                           "<bndbox><xmin>5</xmin><ymin>5</ymin><xmax>9</xmax><ymax>99</ymax>"
+                           "</bndbox></object>")  # an image dropped: its dog is not counted
+    write_image(tmp_path / "JPEGImages" / "d.jpg", 100, 50, "JPEG")
     dicts, problems = voc.load_voc(tmp_path, None, ("car", "bus"))
     assert [(d["image_id"], d["width"], d["height"], [a["bbox"] for a in d["annotations"]])
             for d in dicts] == [("a", 100, 50, [[0.0, 0.0, 100.0, 20.0]]),
@@ -430,8 +438,16 @@ def test_a_voc_folder_read_for_some_of_its_classes(tmp_path):
     assert dicts[1]["file_name"] == str(tmp_path / "JPEGImages" / "b.png")
     assert problems == [
         (str(tmp_path / "Annotations" / "c.xml"), "not a VOC annotation: <size> has no <width>"),
+        (str(tmp_path / "Annotations" / "d.xml"), "box [4.0, 4.0, 9.0, 99.0] outside the 100x50 "
+                                                  "image for 'car' (0-based)"),
         (str(tmp_path / "Annotations"), "no object of the listed class 'bus' in any annotation "
                                         "read")]
+    # the objects of other classes in the images kept, by name: a misspelt one shows
+    assert problems.objects_left_out == {"dog": 1, "dgo": 1}
+    with caplog.at_level(logging.INFO, logger="da_detect"):
+        problems.log("mine")
+    assert ("mine: objects left out, of classes the split does not list (images kept): dog 1, "
+            "dgo 1") in caplog.messages
     # SIM10K's classes are all known: a name outside them is a problem that drops the image
     _, problems = voc.load_voc(tmp_path, None, ("car",), voc.SIM10K_CLASSES)
     assert "unknown class 'dog'" in dict(problems)[str(tmp_path / "Annotations" / "a.xml")]
@@ -671,9 +687,11 @@ def test_check_dataset_tool_fails_a_split_with_no_usable_image(tmp_path):
 def test_check_dataset_tool_reports_counts_and_problems(tmp_path):
     kitti_tree(tmp_path / "kitti", "000000", KITTI_LINES)
     kitti_tree(tmp_path / "kitti", "000001", ["Car 1 2 3"])
+    sim10k_tree(tmp_path / "sim10k", "1", [("car", (1, 1, 10, 10), False),
+                                           ("person", (1, 1, 10, 10), False)])
     result = subprocess.run([sys.executable, str(REPO / "tools" / "check_dataset.py"),
                              "kitti_car_train", "cityscapes_val", "coco_2017_val",
-                             "kitti_car_trian"],
+                             "kitti_car_trian", "sim10k_car_train"],
                             capture_output=True, text=True, cwd=tmp_path,
                             env={"DA_DETECT_DATASETS": str(tmp_path),
                                  "DA_DETECT_CACHE": str(tmp_path / "cache"), "PATH": ""})
@@ -687,6 +705,9 @@ def test_check_dataset_tool_reports_counts_and_problems(tmp_path):
             "directory: 'datasets/coco/annotations/instances_val2017.json'") in result.stdout
     assert ("unknown dataset name 'kitti_car_trian' (did you mean 'kitti_car_train'"
             in result.stdout)
+    assert ("sim10k_car_train: 1 images, 1 boxes\n| class   |   boxes |\n|:--------|--------:|\n"
+            "| car     |       1 |\n  objects left out, of classes the split does not list "
+            "(images kept): person 1\n") in result.stdout
 
 
 def test_parsed_dicts_are_cached_until_a_file_or_the_loader_code_changes(tmp_path, monkeypatch):

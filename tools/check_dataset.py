@@ -80,6 +80,8 @@ def main():
         print(f"{name}: {images} images, {sum(boxes.values())} boxes")
         if boxes:
             print(tabulate(sorted(boxes.items()), headers=["class", "boxes"], tablefmt="pipe"))
+        if problems.objects_left_out:
+            print(f"  {problems.left_out_line()}")
         for path, message in problems:
             print(f"  problem: {path}: {message}")
         if not images:

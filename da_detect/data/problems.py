@@ -10,8 +10,11 @@
   of it, so no image is trained on with a box missing or wrong: an unreadable image, an
   annotation without its image, an unparsable file, a malformed line (``file:line``), an unknown
   class name; also a class listed for a VOC folder that no object has. Each is counted, logged,
-  and listed in full by ``tools/check_dataset.py``.
+  and listed in full by ``tools/check_dataset.py``. Objects a VOC folder holds of classes the
+  split does not list are left out, their images kept; their names are counted, logged and
+  listed too, so that a misspelt name shows.
 """
+import collections
 import logging
 import math
 import numbers
@@ -25,7 +28,12 @@ class DatasetError(ValueError):
 
 
 class Problems(list):
-    """``(path, message)`` pairs, one per skipped image or object."""
+    """``(path, message)`` pairs, one per skipped image or object; ``objects_left_out`` counts
+    the objects of other classes than the split's by class name (VOC folders)."""
+
+    def __init__(self, *pairs):
+        super().__init__(*pairs)
+        self.objects_left_out = collections.Counter()
 
     def add(self, path, message):
         self.append((str(path), message))
@@ -35,6 +43,13 @@ class Problems(list):
             shown = "\n".join(f"  {p}: {m}" for p, m in self[:10])
             more = f"\n  ... and {len(self) - 10} more" if len(self) > 10 else ""
             logger.warning(f"{dataset_name}: {len(self)} problems, each skipped:\n{shown}{more}")
+        if self.objects_left_out:
+            logger.info(f"{dataset_name}: {self.left_out_line()}")
+
+    def left_out_line(self):
+        """One line naming the objects left out by class, most first (``chair 120, dog 4``)."""
+        counts = ", ".join(f"{name} {n}" for name, n in self.objects_left_out.most_common())
+        return f"objects left out, of classes the split does not list (images kept): {counts}"
 
 
 def require_dir(path, what):

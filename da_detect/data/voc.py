@@ -76,7 +76,8 @@ def load_voc(root, image_set, classes, known_classes=None):
     for SIM10K), objects of the others among them are dropped and any other name is a problem
     that drops the image. Without it (a VOC folder read for some of its classes), objects of
     every other class are dropped, and a listed class that no object has is a problem (a name
-    misspelt in the list).
+    misspelt in the list). The names of the objects dropped are counted in the Problems'
+    ``objects_left_out`` (a name misspelt in an annotation shows there).
     """
     root = require_dir(root, "VOC dataset root")
     require_dir(root / "JPEGImages", "VOC images")
@@ -200,4 +201,5 @@ def _parse(xml_file, image, wanted, known, problems):
         if name in wanted:
             annotations.append({"bbox": box, "bbox_mode": BoxMode.XYXY_ABS,
                                 "category_id": wanted[name], "iscrowd": int(difficult)})
+    problems.objects_left_out.update(name for name, _, _ in objects if name not in wanted)
     return {"height": height, "width": width, "annotations": annotations}
