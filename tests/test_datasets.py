@@ -273,10 +273,14 @@ def test_kitti_malformed_line_names_file_and_line(tmp_path):
     kitti_tree(tmp_path, "000000", KITTI_LINES)
     bad = kitti_tree(tmp_path, "000001", KITTI_LINES[:2] + ["Car 0.00 0 -1.58 587.01 173.33"])
     typo = kitti_tree(tmp_path, "000002", ["Kar" + KITTI_LINES[0][3:]])
+    shifted = kitti_tree(tmp_path, "000003", [KITTI_LINES[0].replace(" 0 ", " Car ", 1)
+                                              .replace("-1.59", "x")])
     dicts, problems = kitti.load_kitti_car(tmp_path)
     assert [d["image_id"] for d in dicts] == ["000000"]
     assert (f"{bad}:3", "expected 15 columns, found 6") in problems
     assert (f"{typo}:1", "unknown KITTI type 'Kar'") in problems
+    assert (f"{shifted}:1", "columns that are not numbers: occluded 'Car', rotation_y 'x'") \
+        in problems
     typo.unlink()
     _, problems = kitti.load_kitti_car(tmp_path)
     image = tmp_path / "training" / "image_2" / "000002.png"

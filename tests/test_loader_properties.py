@@ -52,8 +52,9 @@ kitti_valid_line = st.builds(
     st.floats(0.5, 1.5), st.floats(0.5, 1.5))
 kitti_broken_line = st.one_of(
     st.lists(number_text, max_size=17).map(" ".join),
-    st.builds(lambda t, box: f"{t} 0 0 0 {' '.join(box)} 1 1 1 1 1 1 1", kitti_types,
-              st.lists(number_text, min_size=4, max_size=4)),
+    st.builds(lambda t, box, rest: f"{t} 0 0 0 {' '.join(box)} {' '.join(rest)}", kitti_types,
+              st.lists(number_text, min_size=4, max_size=4),
+              st.lists(number_text, min_size=7, max_size=7)),
     st.text(max_size=40))
 
 
@@ -67,7 +68,7 @@ def kitti_expected(lines):
         if len(fields) != 15 or fields[0] not in kitti.TYPES:
             return None
         try:
-            box = [float(v) for v in fields[4:8]]
+            box = [float(v) for v in fields[1:]][3:7]
         except ValueError:
             return None
         if not (all(map(math.isfinite, box)) and 0 <= box[0] < box[2] <= WIDTH

@@ -19,6 +19,8 @@ CLASSES = ("car",)
 TYPES = ("Car", "Van", "Truck", "Pedestrian", "Person_sitting", "Cyclist", "Tram", "Misc",
          "DontCare")
 IGNORED_TYPES = ("Van", "DontCare")
+COLUMNS = ("type", "truncated", "occluded", "alpha", "left", "top", "right", "bottom", "height",
+           "width", "length", "x", "y", "z", "rotation_y")  # the devkit's names
 
 
 def load_kitti_car(root):
@@ -76,11 +78,12 @@ def _parse(label_file, problems):
         if fields[0] not in TYPES:
             problems.add(where, f"unknown KITTI type {fields[0]!r}")
             return None
-        try:
-            x0, y0, x1, y1 = map(float, fields[4:8])
-        except ValueError:
-            problems.add(where, f"box columns 5-8 are not numbers: {fields[4:8]}")
+        not_numbers = [f"{COLUMNS[k]} {v!r}" for k, v in enumerate(fields[1:], 1)
+                       if not _is_number(v)]
+        if not_numbers:
+            problems.add(where, f"columns that are not numbers: {', '.join(not_numbers)}")
             return None
+        x0, y0, x1, y1 = map(float, fields[4:8])
         problem = box_problem([x0, y0, x1, y1], math.inf, math.inf)
         if problem:
             problems.add(where, problem)
@@ -89,3 +92,11 @@ def _parse(label_file, problems):
             annotations.append((number, {"bbox": [x0, y0, x1, y1], "bbox_mode": BoxMode.XYXY_ABS,
                                          "category_id": 0, "iscrowd": int(fields[0] != "Car")}))
     return annotations
+
+
+def _is_number(text):
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
