@@ -95,6 +95,16 @@ def test_coco_ap50_without_any_detection_is_zero_where_there_is_ground_truth(tmp
     assert results["APs"] == 0.0 and math.isnan(results["APm"]) and math.isnan(results["APl"])
 
 
+def test_coco_metrics_without_any_detection_are_cocoevals_for_a_miss(tmp_path):
+    # boxes of area exactly 32² and 96², COCO's area bounds, each inside both ranges it bounds
+    dataset = register("bounds", ["car"], [([10, 10, 42, 42], 0), ([0, 0, 96, 96], 0)])
+    evaluator = COCOAP50Evaluator(dataset, output_dir=str(tmp_path), distributed=False)
+    without = evaluate(evaluator, detections=[])  # no COCOeval: worked out by da-detect
+    miss = evaluate(evaluator, detections=[([97, 97, 100, 100], 0.9)])  # by COCOeval
+    assert without == miss == {metric: 0.0 for metric in miss}
+    assert set(miss) == {"AP", "AP50", "AP75", "APs", "APm", "APl", "AP50-car"}
+
+
 def test_coco_ap50_of_a_class_with_only_crowd_regions_and_no_detection_is_nan(tmp_path):
     dataset = register("only_a_crowd", ["car"], [([0, 60, 20, 90], 1)])  # nothing to find
     results = evaluate(COCOAP50Evaluator(dataset, output_dir=str(tmp_path), distributed=False),

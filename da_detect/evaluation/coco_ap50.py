@@ -94,6 +94,7 @@ class COCOAP50Evaluator(COCOEvaluator):
             low, high = area_ranges[area_of.get(metric, "all")]
             results[metric] = zero_if_any(low <= a["area"] <= high for a in boxes)
         for name, category in zip(class_names, sorted(self._coco_api.getCatIds())):
-            results[f"AP-{name}"] = results[f"AP50-{name}"] = zero_if_any(
-                a["category_id"] == category for a in boxes)
+            results[f"AP50-{name}"] = zero_if_any(a["category_id"] == category for a in boxes)
+            if len(class_names) > 1:  # detectron2 gives a single class no AP of its own
+                results[f"AP-{name}"] = results[f"AP50-{name}"]
         return results
