@@ -55,6 +55,23 @@ def test_each_step_lists_its_source_batch_then_its_target_batch_of_its_own_size(
             assert [domain for domain, _ in batch] == expected
 
 
+def test_source_and_target_draw_their_own_streams_even_from_one_split():
+    # one split on both sides, as a check of a set-up: streams of one seed would pair each
+    # source image with itself; after a checkpoint's seed is loaded, too
+    opts = ["DATASETS.TARGET_TRAIN", "('synthetic_clean_train',)",
+            "DATALOADER.FILTER_EMPTY_ANNOTATIONS", "False", "DATALOADER.NUM_WORKERS", "0"]
+    loader = build_train_loader(load_config(str(SYNTHETIC_DA), opts))
+    for seed in (None, 7):
+        if seed is not None:
+            loader.load_state_dict({"seed": seed})
+        ids = {SOURCE: [], TARGET: []}
+        for batch in islice(loader, 3):
+            for x in batch:
+                ids[x["domain"]].append(x["image_id"])
+        assert len(ids[SOURCE]) == len(ids[TARGET]) == 6
+        assert ids[SOURCE] != ids[TARGET]
+
+
 def test_target_images_reach_the_mapper_and_the_model_without_their_labels():
     # the synthetic target split is labeled; its labels stay out of the data stream
     mapper_inputs = []  # (domain, whether it has annotations) of every dict the mapper maps
