@@ -56,14 +56,17 @@ def test_final_model_is_the_mean_of_the_last_steps_weights_and_survives_resume(t
 
 def test_averaged_steps_are_counted_back_from_the_last_step():
     # MAX_ITER 10, PERIOD 4, START_ITER 3: steps 10 and 6 (not 4 and 8, counted from step 0);
-    # the weight after each step is the step's number, so their mean is 8
+    # the weight after each step is the step's number, so their mean is 8; buffers (BN's
+    # running statistics) are averaged as weights are
     model = torch.nn.Linear(1, 1, bias=False)
+    model.register_buffer("running_mean", torch.zeros(1))
     hook = WeightAveraging(start_iter=3, period=4)
     hook.trainer = SimpleNamespace(model=model, max_iter=10, iter=0)
     hook.before_train()
     for step in range(1, 11):
         with torch.no_grad():
             model.weight.fill_(step)
+            model.running_mean.fill_(step)
         hook.trainer.iter = step - 1
         hook.after_step()
-    assert model.weight.item() == 8.0
+    assert model.weight.item() == model.running_mean.item() == 8.0
