@@ -380,8 +380,9 @@ def test_infer_refuses_to_draw_over_its_input_or_to_run_without_weights(trained,
 def test_visualize_writes_detection_panels_and_feature_plot(trained, tmp_path, capsys):
     out, _ = trained
     weights = out / "model_final.pth"
-    run_script(*visualize_command(weights, weights, "--output", tmp_path, "--images", "2",
-                                  "--features", "12", "--score-threshold", "0.05"))
+    drawn = run_script(*visualize_command(weights, weights, "--output", tmp_path, "--images", "2",
+                                          "--features", "12", "--score-threshold", "0.05"))
+    assert "source split synthetic_clean_val, target split synthetic_foggy_val\n" in drawn.stdout
     written = {p: p.read_bytes() for p in tmp_path.iterdir()}
     assert exit_of(*visualize_command(weights, weights, "--output", tmp_path,
                                       "--images", "1")) == 2
@@ -394,6 +395,13 @@ def test_visualize_writes_detection_panels_and_feature_plot(trained, tmp_path, c
                                       "--source-split", "synthetic_clear_val")).startswith(
         "error: --source-split: unknown dataset name 'synthetic_clear_val' (did you mean "
         "'synthetic_clean_val'")
+    # where DATASETS.TEST holds the target alone (as the real benchmarks' configs), the source
+    # is DATASETS.TRAIN's first split; a split is not compared with itself
+    assert exit_of(*visualize_command(weights, weights, "--output", tmp_path / "x",
+                                      "--target-split", "synthetic_clean_train",
+                                      "DATASETS.TEST", "('synthetic_foggy_val',)")) == (
+        "error: the source and target splits are both 'synthetic_clean_train': the t-SNE would "
+        "compare a split with itself (give --source-split or --target-split)")
     empty = tmp_path / "empty.pth"
     torch.save({"model": {}}, empty)
     assert exit_of(*visualize_command(weights, empty, "--output", tmp_path / "x")).startswith(

@@ -11,8 +11,9 @@ detections side by side on target images, and both models' features of both doma
         --output OUT [--images 4] [--features 100] [--score-threshold 0.5] [KEY VALUE ...]
 
 OUT must be a new or empty folder.
-Source and target splits: the config's DATASETS.TEST, first and last (override with
---source-split / --target-split). An image that cannot be read is skipped, named in a warning.
+Source and target splits: the config's DATASETS.TEST, first and last; where it holds one split,
+the target, the source is DATASETS.TRAIN's first (override with --source-split /
+--target-split). An image that cannot be read is skipped, named in a warning.
 """
 import argparse
 import sys
@@ -43,7 +44,8 @@ def main():
     parser.add_argument("--adapted", required=True, help="weights of the adapted model")
     parser.add_argument("--output", required=True, type=new_output_folder,
                         help="a new or empty folder")
-    parser.add_argument("--source-split", help="default: the config's first DATASETS.TEST")
+    parser.add_argument("--source-split", help="default: the config's first DATASETS.TEST "
+                                               "(its first DATASETS.TRAIN where TEST holds one)")
     parser.add_argument("--target-split", help="default: the config's last DATASETS.TEST")
     parser.add_argument("--images", type=at_least(1), default=4, help="target images to draw")
     parser.add_argument("--features", type=at_least(2), default=100,
@@ -54,14 +56,20 @@ def main():
     args = parser.parse_args()
     try:
         cfg = load_config(args.config_file, args.opts)
-        if not cfg.DATASETS.TEST and not (args.source_split and args.target_split):
-            raise ConfigError("DATASETS.TEST is empty: give --source-split and --target-split")
-        source_split = args.source_split or cfg.DATASETS.TEST[0]
-        target_split = args.target_split or cfg.DATASETS.TEST[-1]
+        detected_classes(cfg)  # the models' class names, for their detections
+        test = cfg.DATASETS.TEST
+        if not test and not args.target_split:
+            raise ConfigError("DATASETS.TEST is empty: give --target-split")
+        target_split = args.target_split or test[-1]
+        source_split = args.source_split or (test[0] if len(test) > 1 else cfg.DATASETS.TRAIN[0])
+        if source_split == target_split:
+            raise ConfigError(f"the source and target splits are both {source_split!r}: the "
+                              f"t-SNE would compare a split with itself (give --source-split or "
+                              f"--target-split)")
         for option, split in (("--source-split", source_split), ("--target-split", target_split)):
             require_registered(split, option)
+        print(f"source split {source_split}, target split {target_split}")
         source, target = DatasetCatalog.get(source_split), DatasetCatalog.get(target_split)
-        detected_classes(cfg)  # the models' class names, for their detections
         models = {"source-only": Predictor(cfg, args.source_only),
                   "adapted": Predictor(cfg, args.adapted)}
     except (ConfigError, DatasetError, CheckpointError) as e:
