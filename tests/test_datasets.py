@@ -275,8 +275,12 @@ def test_kitti_malformed_line_names_file_and_line(tmp_path):
     typo = kitti_tree(tmp_path, "000002", ["Kar" + KITTI_LINES[0][3:]])
     shifted = kitti_tree(tmp_path, "000003", [KITTI_LINES[0].replace(" 0 ", " Car ", 1)
                                               .replace("-1.59", "x")])
+    # saved by an editor that writes a byte order mark; a DontCare region of no width
+    kitti_tree(tmp_path, "000004", ["\ufeff" + KITTI_LINES[0], KITTI_LINES[3].replace(
+        "590.61", "503.89")])
     dicts, problems = kitti.load_kitti_car(tmp_path)
-    assert [d["image_id"] for d in dicts] == ["000000"]
+    assert [(d["image_id"], [a["iscrowd"] for a in d["annotations"]]) for d in dicts] == [
+        ("000000", [0, 1, 1]), ("000004", [0])]
     assert (f"{bad}:3", "expected 15 columns, found 6") in problems
     assert (f"{typo}:1", "unknown KITTI type 'Kar'") in problems
     assert (f"{shifted}:1", "columns that are not numbers: occluded 'Car', rotation_y 'x'") \

@@ -51,6 +51,8 @@ kitti_valid_line = st.builds(
     st.sampled_from(kitti.TYPES), st.floats(0, WIDTH - 2), st.floats(0, HEIGHT - 2),
     st.floats(0.5, 1.5), st.floats(0.5, 1.5))
 kitti_broken_line = st.one_of(
+    st.builds(lambda t, x, y: f"{t} -1 -1 -10 {x} {y} {x} {y + 5} -1 -1 -1 -1000 -1000 -1000 -10",
+              kitti_types, st.integers(0, WIDTH), st.integers(0, HEIGHT - 5)),  # no width
     st.lists(number_text, max_size=17).map(" ".join),
     st.builds(lambda t, box, rest: f"{t} 0 0 0 {' '.join(box)} {' '.join(rest)}", kitti_types,
               st.lists(number_text, min_size=4, max_size=4),
@@ -71,6 +73,9 @@ def kitti_expected(lines):
             box = [float(v) for v in fields[1:]][3:7]
         except ValueError:
             return None
+        if (fields[0] in ("Van", "DontCare") and all(map(math.isfinite, box))
+                and (box[0] == box[2] or box[1] == box[3])):
+            continue  # an ignore region of no area: left out
         if not (all(map(math.isfinite, box)) and 0 <= box[0] < box[2] <= WIDTH
                 and 0 <= box[1] < box[3] <= HEIGHT):
             return None

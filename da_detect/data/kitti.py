@@ -4,7 +4,8 @@ Each label line has the devkit's 15 columns: type, truncated, occluded, alpha, t
 (left, top, right, bottom: 0-based pixels), 3D size, 3D location, rotation_y. ``Car`` is car.
 ``Van`` and ``DontCare`` become ignore regions (``iscrowd=1``): a van is no car in the
 literature's KITTI<->Cityscapes car task, but a detector that fires on one should not be
-punished, and DontCare marks objects KITTI did not label. The other types are not cars.
+punished, and DontCare marks objects KITTI did not label. The other types are not cars. An
+ignore region of no area (a width or height of 0) is left out: it ignores nothing.
 """
 import math
 from pathlib import Path
@@ -62,7 +63,7 @@ def _parse(label_file, problems):
     """The file's car and ignore annotations as (line number, annotation) pairs, or None (and a
     problem naming file:line) if any line is malformed."""
     try:
-        text = Path(label_file).read_text()
+        text = Path(label_file).read_text(encoding="utf-8-sig")  # a byte order mark is no type
     except (OSError, UnicodeDecodeError) as e:
         problems.add(label_file, f"unreadable label file: {e}")
         return None
@@ -83,13 +84,16 @@ def _parse(label_file, problems):
         if not_numbers:
             problems.add(where, f"columns that are not numbers: {', '.join(not_numbers)}")
             return None
-        x0, y0, x1, y1 = map(float, fields[4:8])
-        problem = box_problem([x0, y0, x1, y1], math.inf, math.inf)
+        x0, y0, x1, y1 = box = [float(v) for v in fields[4:8]]
+        if (fields[0] in IGNORED_TYPES and all(map(math.isfinite, box))
+                and (x1 == x0 or y1 == y0)):
+            continue  # an ignore region of no area ignores nothing
+        problem = box_problem(box, math.inf, math.inf)
         if problem:
             problems.add(where, problem)
             return None
         if fields[0] == "Car" or fields[0] in IGNORED_TYPES:
-            annotations.append((number, {"bbox": [x0, y0, x1, y1], "bbox_mode": BoxMode.XYXY_ABS,
+            annotations.append((number, {"bbox": box, "bbox_mode": BoxMode.XYXY_ABS,
                                          "category_id": 0, "iscrowd": int(fields[0] != "Car")}))
     return annotations
 
