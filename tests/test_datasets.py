@@ -6,6 +6,7 @@ import shutil
 import struct
 import subprocess
 import sys
+import time
 import zlib
 from pathlib import Path
 
@@ -742,9 +743,14 @@ def test_parsed_dicts_are_cached_until_a_file_or_the_loader_code_changes(tmp_pat
     assert loaded() == [{"label": "cc"}] and builds == ["a", "bb", "cc"]
     source.write_text("bb")
     assert loaded() == [{"label": "bb"}] and builds == ["a", "bb", "cc", "bb"]
+    cached = source.stat()
+    time.sleep(0.05)  # beyond the kernel's coarse clock, which stamps the change time
+    source.write_text("dd")  # the same size and, as cp -p or rsync -a leave it, modification time
+    os.utime(source, ns=(cached.st_atime_ns, cached.st_mtime_ns))
+    assert loaded() == [{"label": "dd"}] and builds == ["a", "bb", "cc", "bb", "dd"]
     version = cache.loader_code_digest()[:8]
     monkeypatch.setattr(cache, "loader_code_digest", lambda: "another version of the loaders")
-    assert loaded() == [{"label": "bb"}] and builds == ["a", "bb", "cc", "bb", "bb"]
+    assert loaded() == [{"label": "dd"}] and builds == ["a", "bb", "cc", "bb", "dd", "dd"]
     # one entry per name and loaders' version: the stale ones are gone; the other version's
     # (another checkout's) and another name's, one that starts alike, are kept
     cache.cached("split-b", {}, [], lambda: ([], []))

@@ -29,8 +29,8 @@ def loader_code_digest():
 
 
 def cached(name, params, source_files, build):
-    """``build()``'s result, from the cache when ``params``, every file's size and mtime, and
-    the loaders' code are as when it was stored. ``build`` returns (dataset dicts, problems).
+    """``build()``'s result, from the cache when ``params``, every file's size, modification and
+    change times, and the loaders' code are as when it was stored. ``build`` returns (dataset dicts, problems).
     Storing it removes the entries this version of the loaders stored for ``name`` before
     (stale, or of other params)."""
     digest = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode())
@@ -41,7 +41,10 @@ def cached(name, params, source_files, build):
         except OSError:  # a link to nothing: its loader names it
             digest.update(f"{path}\0unreadable\n".encode())
         else:
-            digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+            # the change time too: a copy that keeps a file's modification time (cp -p, rsync
+            # -a, touch -r) cannot set it
+            digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\0{stat.st_ctime_ns}\n"
+                          .encode())
     folder = cache_dir()
     if folder.exists() and not folder.is_dir():
         raise DatasetError(f"the dataset cache {folder} (DA_DETECT_CACHE) is a file, not a folder")
