@@ -1,4 +1,5 @@
 """Per-class AP50, COCO-style and VOC07 11-point, against answers worked out by hand."""
+import json
 import math
 
 import pytest
@@ -7,6 +8,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import Boxes, BoxMode, Instances
 
 from da_detect.data.registry import forget_dataset
+from da_detect.engine.output_dir import save_results
 from da_detect.evaluation import COCOAP50Evaluator, VOC07AP50Evaluator
 
 # One image, two cars A and B and a crowd region C. Detections by score: C (ignored: it lies on
@@ -103,6 +105,20 @@ def test_coco_metrics_without_any_detection_are_cocoevals_for_a_miss(tmp_path):
     miss = evaluate(evaluator, detections=[([97, 97, 100, 100], 0.9)])  # by COCOeval
     assert without == miss == {metric: 0.0 for metric in miss}
     assert set(miss) == {"AP", "AP50", "AP75", "APs", "APm", "APl", "AP50-car"}
+
+
+def test_results_json_is_standard_json_with_null_for_a_metric_of_nothing_to_find(tmp_path):
+    dataset = register("ap50_hand_example_with_bus", ["car", "bus"])
+    results = evaluate(COCOAP50Evaluator(dataset, output_dir=str(tmp_path), distributed=False))
+    assert math.isnan(results["APl"]) and math.isnan(results["AP50-bus"])  # no such box
+
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+
+    path = save_results({dataset: {"bbox": results}}, tmp_path)
+    written = json.loads(path.read_text(), parse_constant=refuse)[dataset]["bbox"]
+    assert written == {k: None if math.isnan(v) else v for k, v in results.items()}
+    assert written["AP50-car"] == pytest.approx(COCO_AP50, abs=1e-3)
 
 
 def test_coco_ap50_of_a_class_with_only_crowd_regions_and_no_detection_is_nan(tmp_path):

@@ -30,6 +30,7 @@ source-only -> oracle gap closed, seconds per iteration) and OUTPUT/results.png,
 """
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -191,8 +192,12 @@ def run(variant, seed, weights, args):
         threads = max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else None
         train_net(config, output_dir, opts, threads)
     results = json.loads((output_dir / "results.json").read_text())
-    return {"target": results[synthetic_split_name(args.target, "val")]["bbox"],
-            "source": results[synthetic_split_name(SOURCE_DOMAIN, "val")]["bbox"],
+
+    def metrics(split):  # null: a metric of nothing to find (NaN)
+        return {k: math.nan if v is None else v for k, v in results[split]["bbox"].items()}
+
+    return {"target": metrics(synthetic_split_name(args.target, "val")),
+            "source": metrics(synthetic_split_name(SOURCE_DOMAIN, "val")),
             "seconds_per_iter": median_iteration_time(output_dir / "metrics.json")}
 
 

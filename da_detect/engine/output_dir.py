@@ -1,6 +1,7 @@
 """The files a run writes into OUTPUT_DIR besides its checkpoints: the folders made before it
 starts, the split predictions and results an evaluation writes, and earlier ones kept."""
 import json
+import math
 import os
 from pathlib import Path
 
@@ -50,12 +51,20 @@ def keep_earlier_predictions(cfg):
 
 
 def save_results(results, output_dir):
-    """Write ``results`` to ``output_dir/results.json``, atomically.
+    """Write ``results`` to ``output_dir/results.json``, atomically, each NaN (the AP of a class
+    or area range with no ground truth) as ``null``: JSON has no NaN.
 
     An earlier results.json is kept, renamed after the time it was written.
     """
     path = Path(output_dir) / "results.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_open(path, keep=True) as f:
-        json.dump(results, f, indent=2)
+        json.dump(_nan_as_null(results), f, indent=2)
     return path
+
+
+def _nan_as_null(results):
+    """``results`` (dicts of dicts of numbers) with None for each NaN."""
+    if isinstance(results, dict):
+        return {key: _nan_as_null(value) for key, value in results.items()}
+    return None if isinstance(results, float) and math.isnan(results) else results
