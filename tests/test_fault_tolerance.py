@@ -487,9 +487,11 @@ def test_check_dataset_reading_images_lists_every_bad_one(tmp_path):
     config = tmp_path / "domain.yaml"
     config.write_text(f"_BASE_: {SYNTHETIC_FPN}\nDATASETS:\n  COCO_DOMAINS: {domain[1]}\n")
     command = ["tools/check_dataset.py", "--config-file", config, "with_bad"]
-    assert run_script_here(*command).returncode == 0
+    assert run_script_here(*command).stdout.startswith("with_bad: 6 images, 6 boxes\n")
     result = run_script_here(*command, "--read-images", check=False)
     assert result.returncode == 1
+    # the images counted are those training can use
+    assert result.stdout.startswith("with_bad: 1 images, 1 boxes\n")
     problems = [line for line in result.stdout.splitlines() if line.startswith("  problem: ")]
     assert [line.split(": ")[1] for line in problems] == bad
     *unreadable, wrong_size = problems

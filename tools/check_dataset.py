@@ -26,16 +26,16 @@ from tqdm import tqdm
 
 
 def check(name, read_images=False):
-    """(number of images, Counter of boxes per class name, Problems); with ``read_images``, the
-    images that cannot be used are among the problems."""
+    """(number of usable images, Counter of their boxes per class name, Problems); with
+    ``read_images``, the images that cannot be used are among the problems, not counted."""
     if registered_here(name):
         dicts, problems = load_with_problems(name)
     else:
         dicts, problems = DatasetCatalog.get(name), Problems()
     if read_images:
-        for _ in tqdm(readable_images(dicts, "BGR", problems), total=len(dicts),
-                      desc=f"{name}: reading images", unit="image", file=sys.stderr):
-            pass
+        dicts = [record for record, _ in tqdm(
+            readable_images(dicts, "BGR", problems), total=len(dicts),
+            desc=f"{name}: reading images", unit="image", file=sys.stderr)]
     classes = MetadataCatalog.get(name).get("thing_classes") or []
     boxes = collections.Counter()
     for d in dicts:
