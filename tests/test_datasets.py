@@ -225,10 +225,20 @@ def test_cityscapes_bad_files_are_counted_skips(tmp_path):
     (register_sim10k, "sim10k_car_train", "sim10k"),
     (register_cityscapes, "cityscapes_car_val", "cityscapes/leftImg8bit/val"),
 ])
-def test_missing_root_names_the_expected_folder(tmp_path, register, name, folder):
+def test_missing_root_names_the_expected_folder(tmp_path, register, name, folder, monkeypatch):
     register(tmp_path / "nowhere")
     with pytest.raises(DatasetError, match=f"expected the folder {tmp_path}/nowhere/{folder}, "):
         DatasetCatalog.get(name)
+    # relative to where it runs, and with a ~ the shell did not expand: the root is named
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("DA_DETECT_DATASETS", "~/nowhere")
+    register()
+    with pytest.raises(DatasetError) as raised:
+        DatasetCatalog.get(name)
+    assert str(raised.value).endswith(
+        f"expected the folder {tmp_path}/nowhere/{folder}, which does not exist (da-detect's "
+        f"built-in datasets are read under {tmp_path}/nowhere, DA_DETECT_DATASETS; "
+        f"datasets/README.md shows their layouts)")
 
 
 def test_a_training_split_with_no_usable_image_stops_training_naming_it(tmp_path):

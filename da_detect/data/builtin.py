@@ -12,6 +12,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_coco_json
 
 from . import cityscapes, kitti, voc
+from .problems import DatasetError
 from .registry import register_detection_dataset
 from .synthetic import CLASSES, DOMAIN_STYLES, SplitSpec, ensure_split, split_files
 
@@ -21,7 +22,20 @@ SYNTHETIC_SPLIT_SIZES = {"train": 400, "val": 100}
 
 
 def datasets_root():
-    return Path(os.environ.get("DA_DETECT_DATASETS", "datasets"))
+    return Path(os.environ.get("DA_DETECT_DATASETS", "datasets")).expanduser()
+
+
+def naming_the_root(load, root):
+    """``load``, whose :class:`DatasetError` (a folder not found, say) also names ``root``, the
+    folder da-detect's built-in datasets are read under."""
+    def load_under_root(**kwargs):
+        try:
+            return load(**kwargs)
+        except DatasetError as e:
+            raise DatasetError(f"{e} (da-detect's built-in datasets are read under "
+                               f"{os.path.abspath(root)}, DA_DETECT_DATASETS; datasets/README.md "
+                               f"shows their layouts)") from None
+    return load_under_root
 
 
 def synthetic_split_name(domain, split):
@@ -64,7 +78,8 @@ def _files(*patterns):
 
 def register_cityscapes(root=None):
     """``cityscapes[_car]_{train,val}`` and ``foggy_cityscapes[_car]_{train,val}_<beta>``."""
-    root = Path(root or datasets_root()) / "cityscapes"
+    top = root or datasets_root()
+    root = Path(top) / "cityscapes"
     for split in ("train", "val"):
         gt_dir = root / "gtFine" / split
         for car_only in (False, True):
@@ -75,7 +90,7 @@ def register_cityscapes(root=None):
                 name = (f"cityscapes{tag}_{split}" if beta is None
                         else f"foggy_cityscapes{tag}_{split}_{beta}")
                 register_detection_dataset(
-                    name, cityscapes.load_cityscapes_detection,
+                    name, naming_the_root(cityscapes.load_cityscapes_detection, top),
                     {"image_dir": str(image_dir), "gt_dir": str(gt_dir), "classes": classes,
                      "foggy_beta": beta},
                     _files((gt_dir, f"*/*{cityscapes.POLYGONS_SUFFIX}"),
@@ -85,9 +100,10 @@ def register_cityscapes(root=None):
 
 def register_kitti(root=None):
     """``kitti_car_train``: every image of KITTI's object ``training`` folder."""
-    root = Path(root or datasets_root()) / "kitti"
+    top = root or datasets_root()
+    root = Path(top) / "kitti"
     register_detection_dataset(
-        "kitti_car_train", kitti.load_kitti_car, {"root": str(root)},
+        "kitti_car_train", naming_the_root(kitti.load_kitti_car, top), {"root": str(root)},
         _files((root / "training" / "label_2", "*.txt"), (root / "training" / "image_2", "*.png")),
         thing_classes=list(kitti.CLASSES), domain="kitti")
 
@@ -95,12 +111,13 @@ def register_kitti(root=None):
 def register_sim10k(root=None):
     """``sim10k_train`` (car, motorbike, person) and ``sim10k_car_train``: all 10k images, in
     ``sim10k/VOC2012`` (where SIM10K's archives unpack) or else in ``sim10k`` itself."""
-    root = Path(root or datasets_root()) / "sim10k"
+    top = root or datasets_root()
+    root = Path(top) / "sim10k"
     if (root / "VOC2012").is_dir():
         root = root / "VOC2012"
     for name, classes in (("sim10k_train", voc.SIM10K_CLASSES), ("sim10k_car_train", ("car",))):
         register_detection_dataset(
-            name, voc.load_voc,
+            name, naming_the_root(voc.load_voc, top),
             {"root": str(root), "image_set": None, "classes": classes,
              "known_classes": voc.SIM10K_CLASSES},
             partial(voc.source_files, root, None), thing_classes=list(classes), domain="sim10k")

@@ -16,7 +16,8 @@ logger = logging.getLogger(__name__)
 
 
 def cache_dir():
-    return Path(os.environ.get("DA_DETECT_CACHE", Path.home() / ".cache" / "da_detect"))
+    default = Path.home() / ".cache" / "da_detect"
+    return Path(os.environ.get("DA_DETECT_CACHE", default)).expanduser()
 
 
 @functools.cache
