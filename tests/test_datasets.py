@@ -303,6 +303,23 @@ def test_kitti_malformed_line_names_file_and_line(tmp_path):
 
 
 
+def test_a_splits_problems_are_logged_once_however_often_it_is_read(tmp_path, caplog):
+    kitti_tree(tmp_path / "kitti", "000000", KITTI_LINES)
+    bad = kitti_tree(tmp_path / "kitti", "000001", ["Car 1 2 3"])
+    register_kitti(tmp_path)
+
+    def warnings():
+        return [m for m in caplog.messages if m.startswith("kitti_car_train: 1 problems")]
+
+    with caplog.at_level(logging.WARNING, logger="da_detect"):
+        DatasetCatalog.get("kitti_car_train")
+        DatasetCatalog.get("kitti_car_train")  # as an evaluation converting it to COCO does
+        assert len(warnings()) == 1
+        bad.write_text("Car 1 2 3 4\n")  # another problem: logged
+        DatasetCatalog.get("kitti_car_train")
+    assert len(warnings()) == 2 and "expected 15 columns, found 5" in warnings()[1]
+
+
 def test_unreadable_images_are_counted_skips_naming_the_image(tmp_path):
     kitti_tree(tmp_path, "000000", KITTI_LINES)
     kitti_tree(tmp_path, "000001", KITTI_LINES)

@@ -5,6 +5,7 @@ from .cache import cached
 from .problems import DatasetError
 
 _LOADERS = {}  # dataset name -> (load function, kwargs, function listing its source files)
+_LOGGED = set()  # (name, its problems) logged in this process: a split is read more than once
 
 
 def register_detection_dataset(name, load, kwargs, source_files, **metadata):
@@ -39,7 +40,10 @@ def registered_here(name):
 
 def _checked_dicts(name):
     dicts, problems = load_with_problems(name)
-    problems.log(name)
+    logged = (name, tuple(problems), tuple(problems.objects_left_out.items()))
+    if logged not in _LOGGED:  # once: an evaluation reads its split again to convert it to COCO
+        _LOGGED.add(logged)
+        problems.log(name)
     if not dicts:
         raise DatasetError(f"dataset {name!r} has no usable images ({len(problems)} problems)")
     return dicts
