@@ -204,11 +204,18 @@ def test_cityscapes_bad_files_are_counted_skips(tmp_path):
     (tmp_path / "leftImg8bit" / "train" / "aachen" / "aachen_000003_000019_leftImg8bit.png").unlink()
     fractional = cityscapes_tree(tmp_path, [], base="aachen_000005_000019")
     fractional.write_text(json.dumps({"imgHeight": 32.9, "imgWidth": 64, "objects": []}))
+    # json2instanceImg cannot draw a polygon of one point; one of a license plate it skips
+    point = cityscapes_tree(tmp_path, [{"label": "car", "polygon": [[5, 5]]}],
+                            base="aachen_000006_000019")
+    cityscapes_tree(tmp_path, [{"label": "license plate", "polygon": []}],
+                    base="aachen_000007_000019")
     dicts, problems = cityscapes.load_cityscapes_detection(
         tmp_path / "leftImg8bit" / "train", tmp_path / "gtFine" / "train")
-    assert [d["image_id"] for d in dicts] == [BASE]
+    assert [d["image_id"] for d in dicts] == [BASE, "aachen_000007_000019"]
     messages = dict(problems)
     assert messages[str(fractional)] == "image size 64x32.9 is not whole pixels"
+    assert messages[str(point)] == ("polygon of object 0 ('car') has 1 points: too few to draw "
+                                    "(2 or more)")
     assert "not a Cityscapes polygon file: JSONDecodeError" in messages[str(broken)]
     assert "unknown Cityscapes labels ['spaceship']" in " ".join(messages.values())
     assert "annotation without its image" in messages[str(orphan)]

@@ -96,7 +96,13 @@ def _parse(gt_file, classes, problems):
         return None
 
     drawn = [(k, polygon) for k, (polygon, name) in enumerate(zip(polygons, names))
-             if len(polygon) >= 2 and name2label[name].id >= 0]  # as json2instanceImg: no plates
+             if name2label[name].id >= 0]  # as json2instanceImg: no plates
+    short = next(((k, polygon) for k, polygon in drawn if len(polygon) < 2), None)
+    if short:  # json2instanceImg stops at it: PIL draws no polygon of fewer than 2 points
+        k, polygon = short
+        problems.add(gt_file, f"polygon of object {k} ({labels[k]!r}) has {len(polygon)} "
+                              f"points: too few to draw (2 or more)")
+        return None
     # drawn on the polygons' part of the image only: a mask of the whole image takes 4 bytes a
     # pixel, gigabytes where a size is mistyped
     x0, y0, x1, y1 = _region([polygon for _, polygon in drawn], width, height)
