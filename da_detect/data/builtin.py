@@ -25,7 +25,7 @@ def datasets_root():
     return Path(os.environ.get("DA_DETECT_DATASETS", "datasets")).expanduser()
 
 
-def naming_the_root(load, root):
+def _naming_the_root(load, root):
     """``load``, whose :class:`DatasetError` (a folder not found, say) also names ``root``, the
     folder da-detect's built-in datasets are read under."""
     def load_under_root(**kwargs):
@@ -90,7 +90,7 @@ def register_cityscapes(root=None):
                 name = (f"cityscapes{tag}_{split}" if beta is None
                         else f"foggy_cityscapes{tag}_{split}_{beta}")
                 register_detection_dataset(
-                    name, naming_the_root(cityscapes.load_cityscapes_detection, top),
+                    name, _naming_the_root(cityscapes.load_cityscapes_detection, top),
                     {"image_dir": str(image_dir), "gt_dir": str(gt_dir), "classes": classes,
                      "foggy_beta": beta},
                     _files((gt_dir, f"*/*{cityscapes.POLYGONS_SUFFIX}"),
@@ -103,7 +103,7 @@ def register_kitti(root=None):
     top = root or datasets_root()
     root = Path(top) / "kitti"
     register_detection_dataset(
-        "kitti_car_train", naming_the_root(kitti.load_kitti_car, top), {"root": str(root)},
+        "kitti_car_train", _naming_the_root(kitti.load_kitti_car, top), {"root": str(root)},
         _files((root / "training" / "label_2", "*.txt"), (root / "training" / "image_2", "*.png")),
         thing_classes=list(kitti.CLASSES), domain="kitti")
 
@@ -117,7 +117,7 @@ def register_sim10k(root=None):
         root = root / "VOC2012"
     for name, classes in (("sim10k_train", voc.SIM10K_CLASSES), ("sim10k_car_train", ("car",))):
         register_detection_dataset(
-            name, naming_the_root(voc.load_voc, top),
+            name, _naming_the_root(voc.load_voc, top),
             {"root": str(root), "image_set": None, "classes": classes,
              "known_classes": voc.SIM10K_CLASSES},
             partial(voc.source_files, root, None), thing_classes=list(classes), domain="sim10k")

@@ -31,8 +31,8 @@ class Problems(list):
     """``(path, message)`` pairs, one per skipped image or object; ``objects_left_out`` counts
     the objects of other classes than the split's by class name (VOC folders)."""
 
-    def __init__(self, *pairs):
-        super().__init__(*pairs)
+    def __init__(self, pairs=()):
+        super().__init__(pairs)
         self.objects_left_out = collections.Counter()
 
     def add(self, path, message):
