@@ -14,6 +14,9 @@ from tensorboard.backend.event_processing.event_file_loader import EventFileLoad
 
 from conftest import (REPO, SMALL_IMAGES, SYNTHETIC_DA, SYNTHETIC_FPN, exit_of, first_images,
                       metrics, run_script, run_train_net, run_train_net_here, wandb_records)
+from da_detect.config import load_config
+from da_detect.engine.output_dir import keep_earlier_predictions, predictions_folder
+from da_detect.evaluation import COCOAP50Evaluator
 
 VAL = "synthetic_foggy_val_first_10"  # what the runs of this module evaluate on, see ``quick``
 
@@ -254,15 +257,32 @@ def test_a_file_in_the_way_of_a_predictions_folder_stops_the_run_before_it_train
     assert [p.name for p in tmp_path.iterdir()] == ["inference"]  # no config, log or checkpoint
 
 
-@pytest.mark.parametrize("name", ["results.json", "config.yaml"])
+@pytest.mark.parametrize("name", ["config.yaml", "config.eval-only.yaml", "log.txt",
+                                  "metrics.json", "results.json"])
 def test_a_folder_in_the_way_of_a_file_the_run_writes_stops_it_before_it_trains(tmp_path, name):
     (tmp_path / name).mkdir()
-    result = run_train_net_here("--config-file", SYNTHETIC_FPN, *SMALL_IMAGES, "SOLVER.MAX_ITER",
-                                "1", "WANDB.ENABLED", "False", "OUTPUT_DIR", tmp_path,
-                                check=False)
+    evaluation = ["--eval-only"] if name == "config.eval-only.yaml" else []
+    result = run_train_net_here("--config-file", SYNTHETIC_FPN, *evaluation, *SMALL_IMAGES,
+                                "SOLVER.MAX_ITER", "1", "WANDB.ENABLED", "False",
+                                "OUTPUT_DIR", tmp_path, check=False)
     assert result.returncode == 1 and result.stderr.strip().splitlines()[-1] == (
         f"error: {tmp_path / name}: a folder, where the run writes its file {name}")
     assert [p.name for p in tmp_path.iterdir()] == [name]  # no config, log or checkpoint
+
+
+def test_an_evaluation_keeps_every_splits_earlier_predictions(tmp_path):
+    cfg = load_config(str(SYNTHETIC_FPN), ["OUTPUT_DIR", str(tmp_path)])
+    assert len(cfg.DATASETS.TEST) == 2
+    for split in cfg.DATASETS.TEST:
+        for name in COCOAP50Evaluator.PREDICTION_FILES:
+            Path(predictions_folder(cfg, split), name).parent.mkdir(parents=True, exist_ok=True)
+            Path(predictions_folder(cfg, split), name).write_text(f"{split} {name}")
+    keep_earlier_predictions(cfg)
+    for split in cfg.DATASETS.TEST:
+        kept = sorted(p.read_text() for p in Path(predictions_folder(cfg, split)).iterdir())
+        assert kept == sorted(f"{split} {name}" for name in COCOAP50Evaluator.PREDICTION_FILES)
+        for name in COCOAP50Evaluator.PREDICTION_FILES:  # its name free for the new evaluation
+            assert not Path(predictions_folder(cfg, split), name).exists()
 
 
 def test_infer_writes_coco_detections_and_drawn_images(trained, tmp_path):
