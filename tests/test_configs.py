@@ -149,6 +149,10 @@ def test_scaling_to_more_processes_scales_the_target_batch_and_the_adaptation_st
     assert (scaled.SOLVER.IMS_PER_BATCH, scaled.SOLVER.TARGET_IMS_PER_BATCH, scaled.SOLVER.MAX_ITER,
             scaled.MODEL.DA.START_ITER, averaging.START_ITER, averaging.PERIOD) == (
         8, 4, 500, 100, 250, 50)
+    # a period of 1 step stays 1 (rounded, 1/4 would be 0: no step averaged)
+    period_1 = DATrainer.auto_scale_workers(load_config(str(SYNTHETIC_DA), opts + [
+        "SOLVER.WEIGHT_AVERAGING.PERIOD", "1"]), 8)
+    assert period_1.SOLVER.WEIGHT_AVERAGING.PERIOD == 1
     with pytest.raises(ConfigError, match="SOLVER.TARGET_IMS_PER_BATCH = 3: must be a multiple "
                                           "of SOLVER.REFERENCE_WORLD_SIZE = 2"):
         load_config(str(SYNTHETIC_DA), opts + ["SOLVER.TARGET_IMS_PER_BATCH", "3"])

@@ -5,7 +5,10 @@ from types import SimpleNamespace
 
 import torch
 
-from conftest import SHORT_RUN, SYNTHETIC_FPN, run_train_net_here
+from conftest import SHORT_RUN, SYNTHETIC_DA, SYNTHETIC_FPN, run_train_net_here
+from da_detect.config import load_config
+from da_detect.engine import DATrainer
+from da_detect.engine.trainer import TrainingProgress
 from da_detect.engine.weight_averaging import WeightAveraging
 
 # SHORT_RUN checkpoints after steps 4, 8 and 12; the averaged run takes the mean of those three.
@@ -70,3 +73,20 @@ def test_averaged_steps_are_counted_back_from_the_last_step():
         hook.trainer.iter = step - 1
         hook.after_step()
     assert model.weight.item() == model.running_mean.item() == 8.0
+
+
+def test_the_trainer_averages_by_its_keys_and_tells_the_model_each_step(tmp_path):
+    cfg = load_config(str(SYNTHETIC_DA), [
+        "SOLVER.MAX_ITER", "20", "MODEL.DA.START_ITER", "4", "SOLVER.WEIGHT_AVERAGING.ENABLED",
+        "True", "SOLVER.WEIGHT_AVERAGING.START_ITER", "6", "SOLVER.WEIGHT_AVERAGING.PERIOD", "3",
+        "DATALOADER.NUM_WORKERS", "0", "WANDB.ENABLED", "False", "OUTPUT_DIR", str(tmp_path)])
+    trainer = DATrainer(cfg)
+    (averaging,) = [hook for hook in trainer._hooks if isinstance(hook, WeightAveraging)]
+    assert (averaging.start_iter, averaging.period) == (6, 3)
+    # before step k (0-based), the model hears k: adaptation starts at step 4 and its GRL
+    # schedule's progress is (k - 4) / 16
+    (progress,) = [hook for hook in trainer._hooks if isinstance(hook, TrainingProgress)]
+    for step, expected in ((3, 0.0), (4, 0.0), (12, 0.5), (19, 15 / 16)):
+        trainer.iter = step
+        progress.before_step()
+        assert (trainer.model.iteration, trainer.model.training_progress) == (step, expected)
