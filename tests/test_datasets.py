@@ -793,6 +793,20 @@ def test_parsed_dicts_are_cached_until_a_file_or_the_loader_code_changes(tmp_pat
     assert entries == sorted(["split-another -", "split-b-another -", f"split-{version}-"])
 
 
+def test_a_split_read_with_other_parameters_is_parsed_anew(tmp_path, monkeypatch):
+    from da_detect.data import cache
+
+    monkeypatch.setenv("DA_DETECT_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "labels.txt").write_text("car\nperson\n")
+
+    def read(classes):  # as a VOC domain registered again with other classes
+        return cache.cached("mine", {"classes": classes}, [str(tmp_path / "labels.txt")],
+                            lambda: ([{"classes": classes}], []))[0]
+
+    assert read("car") == [{"classes": "car"}]
+    assert read("car,person") == [{"classes": "car,person"}]
+
+
 def test_a_damaged_cache_entry_is_read_again_and_a_cache_that_is_a_file_is_named(tmp_path,
                                                                                 monkeypatch):
     from da_detect.data import cache
