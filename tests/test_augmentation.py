@@ -8,6 +8,7 @@ import pytest
 
 from conftest import REPO, SYNTHETIC_DA
 from da_detect.config import ConfigError, load_config
+from da_detect.data.albumentations_augmentation import build_albumentations
 from da_detect.data.train_loader import build_train_loader
 
 BRIGHTER = "RandomBrightnessContrast(brightness_limit=(0.2, 0.2), contrast_limit=0, p=1)"
@@ -64,6 +65,7 @@ def test_random_source_augmentation_is_seeded():
     ("NoSuchTransform(p=1)", "'NoSuchTransform' is not a pixel-level albumentations transform"),
     ("Rotate(limit=30)", "'Rotate' is not a pixel-level albumentations transform"),
     ("RandomFog(p=", "is not Name(arg=value, ...)"),
+    ("RandomFog(0.5)", "is not Name(arg=value, ...)"),  # a positional argument, not dropped
     ("RandomFog(p='often')",
      "\"RandomFog(p='often')\": p: Input should be a valid number, unable to parse string"),
     ("RandomFog(fog_coef_range=(0.5, 0.3))",
@@ -78,10 +80,25 @@ def test_random_source_augmentation_is_seeded():
     ("ToFloat(max_value=255)", "'ToFloat' changes the pixels' dtype or range"),
     ("FromFloat()", "'FromFloat' changes the pixels' dtype or range"),
 ])
-def test_bad_transforms_name_the_key(expression, message):
-    with pytest.raises(ConfigError, match="INPUT.ALBUMENTATIONS.SOURCE") as error:
-        load_config(str(SYNTHETIC_DA), ["INPUT.ALBUMENTATIONS.SOURCE", f'["{expression}"]'])
-    assert message in str(error.value)
+@pytest.mark.parametrize("key", ["INPUT.ALBUMENTATIONS.SOURCE", "INPUT.ALBUMENTATIONS.TARGET"])
+def test_bad_transforms_name_the_key(expression, message, key):
+    with pytest.raises(ConfigError) as error:
+        load_config(str(SYNTHETIC_DA), [key, f'["{expression}"]'])
+    assert str(error.value).startswith(f"{key}: ") and message in str(error.value)
+
+
+def test_each_image_draws_its_own_augmentation_fixed_by_numpys_seed():
+    augmentation = build_albumentations(load_config(str(SYNTHETIC_DA), [
+        "INPUT.ALBUMENTATIONS.SOURCE", "['RandomBrightnessContrast(p=1)']"]), "SOURCE")
+    image = np.full((8, 8, 3), 128, dtype=np.uint8)
+
+    def draws(seed):
+        np.random.seed(seed)  # as the data loader seeds each sample
+        return [augmentation.get_transform(image).apply_image(image) for _ in range(3)]
+
+    first, again = draws(1), draws(1)
+    assert all(np.array_equal(a, b) for a, b in zip(first, again))
+    assert not np.array_equal(first[0], first[1]) and not np.array_equal(first[1], first[2])
 
 
 def test_importing_the_augmentation_makes_no_network_request():
