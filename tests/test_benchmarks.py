@@ -1,5 +1,6 @@
 """The benchmark commands end to end at toy sizes: their tables report what they measured."""
 import json
+import math
 import re
 
 import pytest
@@ -75,6 +76,42 @@ def test_gap_closed_is_the_share_of_source_only_to_oracle():
     assert gap_closed({**means, "oracle": 45}) == {}  # no gap to close: no share to report
     assert gap_closed({**means, "oracle": 40}) == {}  # the oracle worse: no share either
     assert gap_closed({"source_only": 45, "image": 63}) == {}
+
+
+def test_the_table_reports_each_column_from_its_runs():
+    benchmark = load_script("tools/benchmark_synthetic.py")
+
+    def run(target, car, source, seconds):
+        return {"target": {"AP50": target, "AP50-car": car}, "source": {"AP50": source},
+                "seconds_per_iter": seconds}
+
+    runs = {"source_only": [run(60, 50, 90, 1.0), run(62, 54, 92, None)],  # one untimed
+            "image": [run(70, 70, 80, 2.0), run(72, 70, 80, 4.0)],
+            "oracle": [run(80, 80, 70, 1.0), run(82, 80, 70, 1.0)]}
+    rows = table_rows(benchmark.table(runs, ["car"]))
+    # mean ± the seeds' sample standard deviation; the gap closed by the target's means
+    assert rows["source_only"] == ["61.0 ± 1.4", "52.0 ± 2.8", "91.0 ± 1.4", "0%", "1.00"]
+    assert rows["image"] == ["71.0 ± 1.4", "70.0 ± 0.0", "80.0 ± 0.0", "50%", "3.00"]
+    assert rows["oracle"] == ["81.0 ± 1.4", "80.0 ± 0.0", "70.0 ± 0.0", "100%", "1.00"]
+
+
+def test_a_run_reports_the_target_and_source_splits_results(tmp_path):
+    benchmark = load_script("tools/benchmark_synthetic.py")
+    args = benchmark.parse_args(["--output", str(tmp_path), "--target", "wide_angle"])
+    config, folder, opts = benchmark.stage2("source_only", 1, tmp_path / "w.pth", args)
+    folder.mkdir(parents=True)
+    benchmark.write_record(folder, config, opts, finished=True)
+    (folder / "results.json").write_text(json.dumps({
+        "synthetic_clean_val": {"bbox": {"AP50": 90.0, "APl": None}},
+        "synthetic_wide_angle_val": {"bbox": {"AP50": 40.0, "APl": 30.0}}}))
+    (folder / "metrics.json").write_text(json.dumps({"iteration": 19, "time": 0.5}) + "\n")
+    result = benchmark.run("source_only", 1, tmp_path / "w.pth", args)
+    assert result["target"] == {"AP50": 40.0, "APl": 30.0}
+    assert result["source"]["AP50"] == 90.0 and math.isnan(result["source"]["APl"])  # null
+    assert result["seconds_per_iter"] == 0.5
+    # a run cut short, its results.json an earlier attempt's: not finished, trained again
+    benchmark.write_record(folder, config, opts, finished=False)
+    assert not benchmark.finished(config, folder, opts, "results.json")
 
 
 def test_iteration_time_is_the_last_attempts(tmp_path):
