@@ -404,6 +404,31 @@ def test_image_folder_finds_every_image_at_the_size_training_reads(tmp_path):
         custom.load_image_folder(tmp_path / "by_day")
 
 
+def test_every_exif_orientation_and_a_broken_png_chunk_are_met_as_training_meets_them(tmp_path):
+    (tmp_path / "frames").mkdir()
+    for orientation in range(1, 9):  # 5-8 turn the image by 90 degrees (and mirror some)
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        Image.new("RGB", (40, 30)).save(tmp_path / "frames" / f"{orientation}.jpg", exif=exif)
+    dicts, problems = custom.load_image_folder(tmp_path / "frames")
+    assert [(d["width"], d["height"]) for d in dicts] == [(40, 30)] * 4 + [(30, 40)] * 4
+    assert len(list(readable_images(dicts, "BGR", problems))) == 8 and not problems
+    # a PNG whose header reads, but whose second image data chunk is broken: PIL raises
+    # SyntaxError as it decodes it
+    png = (tmp_path / "frames" / "1.jpg").with_name("broken.png")
+    Image.new("RGB", (40, 30), "red").save(png)
+    data = png.read_bytes()
+    start = data.index(b"IDAT") - 4
+    length = struct.unpack(">I", data[start:start + 4])[0]
+    pixels = data[start + 8:start + 8 + length]
+    png.write_bytes(data[:start] + png_chunk(b"IDAT", pixels[:4]) + png_chunk(b"\0\1\2\3",
+                    pixels[4:]) + data[start + 12 + length:])
+    broken = {"file_name": str(png), "width": 40, "height": 30}
+    assert not list(readable_images([broken], "BGR", problems))
+    assert problems == [(str(png), "unreadable image (SyntaxError: broken PNG file (chunk "
+                                   "b'\\x00\\x01\\x02\\x03')); replace or remove it")]
+
+
 def voc_xml(objects, width=1914, height=1052):
     body = "".join(
         f"<object><name>{name}</name><difficult>{int(difficult)}</difficult><bndbox>"
