@@ -116,6 +116,14 @@ def test_a_save_cut_short_leaves_the_last_complete_checkpoint(tmp_path, monkeypa
         assert torch.equal(model.state_dict()[key], value), key
 
 
+def test_a_last_checkpoint_tag_that_cannot_be_written_is_named(tmp_path):
+    (tmp_path / "last_checkpoint").mkdir()
+    with pytest.raises(CheckpointError) as raised:
+        DACheckpointer(nn.Linear(3, 2), str(tmp_path)).save("model_final")
+    assert str(raised.value) == (f"{tmp_path}/last_checkpoint: could not be written (Is a "
+                                 f"directory); the checkpoints saved before it are intact")
+
+
 def test_a_checkpoint_that_cannot_be_written_gives_one_error_line(tmp_path):
     (tmp_path / "model_0000001.pth").mkdir()  # in the way of the second checkpoint
     result = run_train_net_here("--config-file", SYNTHETIC_FPN, "SOLVER.MAX_ITER", "3",
@@ -321,9 +329,20 @@ def test_checkpoints_load_without_unpickling_code(tmp_path):
     with pytest.raises(CheckpointError, match=re.escape(f"{tmp_path}: no such checkpoint file (a "
                                                         f"folder)")):
         DACheckpointer(model).load(str(tmp_path))
+    pyth = tmp_path / "pycls.pyth"  # pycls' format, which detectron2 loads by unpickling it
+    pyth.write_bytes(pickle.dumps({"model_state": model.state_dict()}))
+    with pytest.raises(CheckpointError, match=f"{pyth}: a .pyth checkpoint loads only by "
+                                              f"unpickling it, .*MODEL.ALLOW_UNSAFE_PICKLE"):
+        DACheckpointer(model).load(str(pyth))
     trusting = DACheckpointer(model, allow_unsafe_pickle=True)
     assert trusting.load(str(unsafe))["args"].lr == 0.1
     assert trusting.load(str(pkl)) == {"__author__": "someone"}
+    arrays = tmp_path / "arrays.pth"  # weights as numpy arrays, as converters may save them
+    torch.save({"model": {k: v.numpy() + 1 for k, v in model.state_dict().items()}}, arrays)
+    expected = {k: v + 1 for k, v in model.state_dict().items()}
+    trusting.load(str(arrays))
+    for key, value in expected.items():
+        assert torch.equal(model.state_dict()[key], value), key
 
 
 def test_files_that_are_no_checkpoint_are_named_as_such(tmp_path):
