@@ -1,4 +1,5 @@
 """The training data stream: which images each step gets, from the first step or a later one."""
+import logging
 from itertools import islice
 from unittest import mock
 
@@ -124,3 +125,15 @@ def test_the_stream_starts_with_the_seeded_permutation_and_square_images_batch_w
         {"width": 3, "height": 4}] * 2
     for batch in islice(ResumableBatchSampler(dicts, 2, seed=1), 40):
         assert len({index < 4 for index, _ in batch}) == 1, batch
+
+
+def test_a_group_of_fewer_images_than_a_step_is_named_in_a_warning(caplog):
+    # 2 landscape images for steps of 3: each landscape step repeats one; 3 portrait ones fill it
+    dicts = [{"width": 4, "height": 3}] * 2 + [{"width": 3, "height": 4}] * 3
+    with caplog.at_level(logging.WARNING, logger="da_detect"):
+        sampler = ResumableBatchSampler(dicts, 3, seed=0)
+    assert [r.getMessage() for r in caplog.records] == [
+        "2 landscape images, fewer than the 3 of a step: each of its steps repeats some of them"]
+    for batch in islice(sampler, 8):
+        indices = [index for index, _ in batch]
+        assert len(set(indices)) == (2 if indices[0] < 2 else 3), batch
