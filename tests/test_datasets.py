@@ -832,6 +832,23 @@ def test_a_split_read_with_other_parameters_is_parsed_anew(tmp_path, monkeypatch
     assert read("car,person") == [{"classes": "car,person"}]
 
 
+def test_a_cache_entry_cut_short_as_it_is_stored_is_not_left_behind(tmp_path, monkeypatch):
+    from da_detect.data import cache
+
+    monkeypatch.setenv("DA_DETECT_CACHE", str(tmp_path / "cache"))
+
+    def dump_cut_short(result, f):
+        f.write(b"\x80\x04 half a pickle")
+        raise KeyboardInterrupt  # the process is stopped in the middle of the write
+
+    with monkeypatch.context() as patch:
+        patch.setattr(cache.pickle, "dump", dump_cut_short)
+        with pytest.raises(KeyboardInterrupt):
+            cache.cached("split", {}, [], lambda: ([{"label": "a"}], []))
+    assert list((tmp_path / "cache").iterdir()) == []
+    assert cache.cached("split", {}, [], lambda: ([{"label": "a"}], [])) == ([{"label": "a"}], [])
+
+
 def test_a_damaged_cache_entry_is_read_again_and_a_cache_that_is_a_file_is_named(tmp_path,
                                                                                 monkeypatch):
     from da_detect.data import cache
