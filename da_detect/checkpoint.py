@@ -155,7 +155,9 @@ class DACheckpointer(DetectionCheckpointer):
     def require_some_weights(self):
         """Raise a :class:`CheckpointError` naming the checkpoint last loaded where it gave none
         of the model's weights: training would start from random ones."""
-        if self.missing_weights and len(self.missing_weights) == len(self.model.state_dict()):
+        given = set(self.model.state_dict()) - set(self.missing_weights)
+        # torch's BatchNorm counts its own steps where a checkpoint does not: never missing
+        if self.missing_weights and all(k.endswith("num_batches_tracked") for k in given):
             raise CheckpointError(f"{self.loaded}: gives none of this model's weights (another "
                                   f"model's checkpoint, or one whose weights are named otherwise)")
 

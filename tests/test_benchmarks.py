@@ -124,6 +124,10 @@ def test_iteration_time_is_the_last_attempts(tmp_path):
              {"iteration": 60, "bbox/AP50": 50.0}]
     metrics.write_text("".join(json.dumps(entry) + "\n" for entry in cut_short + again))
     assert median_iteration_time(metrics) == 3.0
+    # an attempt whose first timed step is the last one logged before it: a new attempt too
+    restarted = [{"iteration": 39, "time": 1.0}, {"iteration": 59, "time": 3.0}]
+    metrics.write_text("".join(json.dumps(entry) + "\n" for entry in cut_short + restarted))
+    assert median_iteration_time(metrics) == 2.0
     metrics.write_text(json.dumps({"iteration": 3, "bbox/AP50": 50.0}) + "\n")
     assert median_iteration_time(metrics) is None
 

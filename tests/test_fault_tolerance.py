@@ -392,6 +392,20 @@ def test_unsafe_weights_give_one_error_line(tmp_path):
     assert last.endswith("set MODEL.ALLOW_UNSAFE_PICKLE True if you trust this file")
 
 
+def test_a_checkpoint_of_another_model_with_buffers_gives_none_of_its_weights(tmp_path):
+    other = tmp_path / "conv.pth"
+    torch.save(nn.Conv2d(3, 2, 1).state_dict(), other)
+    model = nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2))  # weights, and buffers
+    checkpointer = DACheckpointer(model)
+    checkpointer.load(str(other))
+    with pytest.raises(CheckpointError, match="gives none of this model's weights"):
+        checkpointer.require_some_weights()  # torch fills in BatchNorm's step count itself
+    part = tmp_path / "linear.pth"  # some of its weights: a start, as an ImageNet backbone is
+    torch.save({f"0.{k}": v for k, v in nn.Linear(3, 2).state_dict().items()}, part)
+    checkpointer.load(str(part))
+    checkpointer.require_some_weights()
+
+
 def test_a_checkpoint_of_another_model_is_refused_for_training_and_evaluation(tmp_path):
     other = tmp_path / "linear.pth"
     torch.save(nn.Linear(3, 2).state_dict(), other)
