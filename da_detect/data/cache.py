@@ -31,7 +31,8 @@ def loader_code_digest():
 
 def cached(name, params, source_files, build):
     """``build()``'s result, from the cache when ``params``, every file's size, modification and
-    change times, and the loaders' code are as when it was stored. ``build`` returns (dataset dicts, problems).
+    change times, and the loaders' code are as when it was stored. ``build`` returns (dataset
+    dicts, problems).
     Storing it removes the entries this version of the loaders stored for ``name`` before
     (stale, or of other params)."""
     digest = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode())
