@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
+from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import MetadataCatalog
 from detectron2.utils.env import seed_all_rng
 from torch import nn
@@ -329,6 +330,12 @@ def test_checkpoints_load_without_unpickling_code(tmp_path):
     with pytest.raises(CheckpointError, match=re.escape(f"{tmp_path}: no such checkpoint file (a "
                                                         f"folder)")):
         DACheckpointer(model).load(str(tmp_path))
+    # a URL is detectron2's to fetch (its path manager), not a missing local file
+    fetched = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(DetectionCheckpointer, "load", lambda self, path, **_: fetched.append(path))
+        DACheckpointer(model).load("https://example.com/model_final.pth")
+    assert fetched == ["https://example.com/model_final.pth"]
     pyth = tmp_path / "pycls.pyth"  # pycls' format, which detectron2 loads by unpickling it
     pyth.write_bytes(pickle.dumps({"model_state": model.state_dict()}))
     with pytest.raises(CheckpointError, match=f"{pyth}: a .pyth checkpoint loads only by "
