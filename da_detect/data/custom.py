@@ -14,7 +14,7 @@ from detectron2.data import DatasetCatalog
 
 from . import voc
 from .coco_json import load_coco_domain
-from .images import IMAGE_SUFFIXES, image_files, image_size
+from .images import IMAGE_SUFFIXES, image_files, image_size, is_image_file
 from .problems import DatasetError, Problems, require_dir
 from .registry import register_detection_dataset
 
@@ -80,7 +80,7 @@ def load_image_folder(folder, what="image folder"):
     folder = require_dir(folder, what)
     files = image_files(folder)
     in_subfolders = {sub: count for sub in sorted(folder.iterdir()) if sub.is_dir()
-                     if (count := sum(p.suffix.lower() in IMAGE_SUFFIXES for p in sub.rglob("*")))}
+                     if (count := sum(map(is_image_file, sub.rglob("*"))))}
     if not files:
         nested = [sub.name for sub in in_subfolders]
         raise DatasetError(f"{what}: no {'/'.join(s[1:] for s in IMAGE_SUFFIXES)} images in "

@@ -11,14 +11,19 @@ from .problems import DatasetError
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")  # in any case: cameras write .JPG
 
 
+def is_image_file(path):
+    """Whether ``path`` (a Path) is named as a .jpg/.jpeg/.png image (any case) and is no folder;
+    a link to nothing is one (its reader names it)."""
+    return path.suffix.lower() in IMAGE_SUFFIXES and not path.is_dir()
+
+
 def image_files(folder):
-    """The paths of the .jpg/.jpeg/.png files (any case) in ``folder``, sorted, links to nothing
-    among them (their readers name them); none where it is no folder."""
+    """The paths of the image files (:func:`is_image_file`) in ``folder``, sorted; none where it
+    is no folder."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    return sorted(str(p) for p in folder.iterdir()
-                  if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir())
+    return sorted(str(p) for p in folder.iterdir() if is_image_file(p))
 
 
 # What PIL raises on an image file it cannot read: OSError (UnidentifiedImageError is one) for a
