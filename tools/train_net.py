@@ -52,11 +52,12 @@ def setup(args):
         make_output_folders(cfg)
     config_yaml = Path(cfg.OUTPUT_DIR, "config.yaml")
     trained_with = config_yaml.read_bytes() if args.eval_only and config_yaml.is_file() else None
-    changed = None
-    if (args.resume and not args.eval_only and comm.is_main_process() and config_yaml.is_file()
-            and config_yaml.read_text() != cfg.dump()):
-        changed = config_differences(config_yaml.read_text(), cfg.dump())
-        kept = keep_earlier(config_yaml)  # a resumed run with other values: the earlier are kept
+    kept = None
+    if args.resume and not args.eval_only and comm.is_main_process() and config_yaml.is_file():
+        before, now = config_yaml.read_text(), cfg.dump()
+        if before != now:
+            changed = config_differences(before, now)
+            kept = keep_earlier(config_yaml)  # a resumed run with other values: the earlier kept
     default_setup(cfg, args)  # writes the config it runs with to config.yaml
     if trained_with is not None and comm.is_main_process():
         # An evaluation keeps the training run's config.yaml, and writes its own beside it once
@@ -64,7 +65,7 @@ def setup(args):
         with atomic_open(config_yaml, "wb") as f:
             f.write(trained_with)
     setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="da_detect")
-    if changed is not None:
+    if kept is not None:
         logging.getLogger("da_detect").warning(
             f"--resume with other values than the run's config.yaml: {'; '.join(changed)}. The "
             f"steps from here on take them; the earlier config.yaml is kept as {kept.name}")
