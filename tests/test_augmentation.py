@@ -70,6 +70,9 @@ def test_random_source_augmentation_is_seeded():
      "\"RandomFog(p='often')\": p: Input should be a valid number, unable to parse string"),
     ("RandomFog(fog_coef_range=(0.5, 0.3))",
      "fog_coef_range: Value error, First value should be less than the second value"),
+    ("RandomFog(p='often', fog_coef_range=(0.5, 0.3))",  # every reason, each with its argument
+     "p: Input should be a valid number, unable to parse string as a number; fog_coef_range: "
+     "Value error, First value should be less than the second value, got (0.5, 0.3) instead"),
     ("RandomSunFlare(flare_roi=(1, 1, 0, 0))",  # about the arguments together: no one named
      "'RandomSunFlare(flare_roi=(1, 1, 0, 0))': Value error, Invalid flare_roi. Got: (1.0, 1.0"),
     # albumentations only warns of these, and uses the default

@@ -125,6 +125,44 @@ def test_a_last_checkpoint_tag_that_cannot_be_written_is_named(tmp_path):
                                  f"directory); the checkpoints saved before it are intact")
 
 
+def test_a_disk_filling_up_as_the_tag_is_written_leaves_the_earlier_tag(tmp_path, monkeypatch):
+    """The disk fills up half-way through writing ``last_checkpoint``: the tag written before
+    stays whole, so --resume still finds a complete checkpoint."""
+    checkpointer = DACheckpointer(nn.Linear(3, 2), str(tmp_path))
+    checkpointer.save("model_0000000")
+    real_open = open
+
+    class FillsUp:
+        def __init__(self, file):
+            self.file = file
+
+        def write(self, text):
+            self.file.write(text[:len(text) // 2])
+            self.file.flush()
+            raise OSError(28, "No space left on device")
+
+        def __getattr__(self, name):
+            return getattr(self.file, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return self.file.__exit__(*exc)
+
+    def filling_open(path, mode="r", *args, **kwargs):
+        file = real_open(path, mode, *args, **kwargs)
+        return FillsUp(file) if "last_checkpoint" in str(path) and "w" in mode else file
+
+    monkeypatch.setattr("builtins.open", filling_open)
+    with pytest.raises(CheckpointError, match="No space left on device"):
+        checkpointer.save("model_0000001")
+    monkeypatch.undo()
+    assert (tmp_path / "last_checkpoint").read_text() == "model_0000000.pth"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "last_checkpoint", "model_0000000.pth", "model_0000001.pth"]
+
+
 def test_a_checkpoint_that_cannot_be_written_gives_one_error_line(tmp_path):
     (tmp_path / "model_0000001.pth").mkdir()  # in the way of the second checkpoint
     result = run_train_net_here("--config-file", SYNTHETIC_FPN, "SOLVER.MAX_ITER", "3",
