@@ -1,6 +1,7 @@
 """Loaders of the real benchmarks on small trees in their exact native layouts and formats."""
 import json
 import logging
+import math
 import os
 import shutil
 import struct
@@ -12,8 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.detection_utils import read_image
+from detectron2.structures import Boxes, Instances
 from PIL import Image
 
 from conftest import REPO, SYNTHETIC_FPN, run_script_here
@@ -23,6 +26,7 @@ from da_detect.data.builtin import register_cityscapes, register_kitti, register
 from da_detect.data.images import readable_images
 from da_detect.data.problems import DatasetError
 from da_detect.data.registry import load_with_problems
+from da_detect.evaluation import COCOAP50Evaluator
 from da_detect.data.train_loader import build_train_loader
 
 BASE = "aachen_000000_000019"
@@ -397,6 +401,13 @@ def test_image_folder_finds_every_image_at_the_size_training_reads(tmp_path):
         (str(tmp_path / "frames" / "day2"), "2 images in this subfolder are not read"),
         (str(tmp_path / "frames" / "depth.png"), "a I;16 image (more than 8 bits a pixel)"),
         (str(tmp_path / "frames" / "gone.png"), "unreadable image (FileNotFoundError")]
+    # ... and where training, evaluation and check_dataset.py --read-images meet it in a split
+    # whose annotations give its size (COCO, VOC, Cityscapes: no image is opened as they load)
+    depth = {"file_name": str(tmp_path / "frames" / "depth.png"), "width": 40, "height": 30}
+    assert not list(readable_images([depth], "BGR", problems))
+    assert problems[-1] == (depth["file_name"], "a I;16 image (more than 8 bits a pixel): "
+                            "detectron2's read_image clips it to 8 bits, white wherever it is "
+                            "above 255; convert it to 8 bits")
     (tmp_path / "by_day" / "day1").mkdir(parents=True)
     write_image(tmp_path / "by_day" / "day1" / "c.png", 40, 30)
     with pytest.raises(DatasetError, match=r"no jpg/jpeg/png images in .*/by_day \(only in its "
@@ -650,7 +661,7 @@ def coco_json(path, categories, annotations=(), images=({"id": 1, "file_name": "
 
 
 def test_check_dataset_tool_reads_coco_domains_and_names_the_file_that_fails(tmp_path):
-    (tmp_path / "images").mkdir()
+    write_image(tmp_path / "images" / "a.jpg", 64, 32, "JPEG")
     car = [{"category_id": 1, "bbox": [1, 2, 10, 10]}]
     coco_json(tmp_path / "kitti.json", ["car"], car)
     (tmp_path / "broken.json").write_text("{not json")
@@ -714,6 +725,34 @@ def test_a_coco_domain_drops_each_image_whose_size_or_box_cannot_be_used(tmp_pat
         "image 7: annotation 7: 'bbox' None is not 4 numbers [x, y, width, height]",
         "annotation 8: 'image_id' 99 is no image's id"]
     assert {path for path, _ in problems} == {str(json_file)}
+
+
+def test_a_coco_image_whose_file_is_missing_is_dropped_as_it_loads_and_not_evaluated(tmp_path):
+    json_file, _ = coco_domain(tmp_path, [{"id": 1}, {"id": 2}], [
+        {"image_id": 1, "bbox": [10, 5, 20, 10]}, {"image_id": 2, "bbox": [10, 5, 20, 10]},
+        {"image_id": 2, "bbox": [40, 5, 20, 20], "category_id": 2}], categories=("car", "bus"))
+    (tmp_path / "images" / "2.png").unlink()
+    dicts, problems = load_with_problems("mine")
+    assert [d["image_id"] for d in dicts] == [1]
+    assert list(problems) == [(str(json_file), f"image 2: annotation without its image "
+                                                f"{tmp_path / 'images' / '2.png'}")]
+
+    # the COCO file still holds image 2, whose boxes no model can see: not counted as missed
+    def evaluated(boxes):
+        instances = Instances((32, 64))
+        instances.pred_boxes = Boxes(torch.tensor(boxes, dtype=torch.float).reshape(-1, 4))
+        instances.scores = torch.full((len(boxes),), 0.9)
+        instances.pred_classes = torch.zeros(len(boxes), dtype=torch.long)
+        evaluator = COCOAP50Evaluator("mine", output_dir=str(tmp_path / "eval"),
+                                      distributed=False)
+        evaluator.reset()
+        evaluator.process([{"image_id": 1, "height": 32, "width": 64}],
+                          [{"instances": instances}])
+        return evaluator.evaluate()["bbox"]
+
+    found, missed = evaluated([[10, 5, 30, 15]]), evaluated([])
+    assert found["AP50-car"] == pytest.approx(100) and missed["AP50-car"] == 0.0
+    assert math.isnan(found["AP50-bus"]) and math.isnan(missed["AP50-bus"])
 
 
 @pytest.mark.parametrize("change, error", [

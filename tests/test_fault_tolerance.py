@@ -12,6 +12,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import pytest
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
@@ -512,8 +513,9 @@ def test_bad_training_data_gives_one_error_line_before_training(tmp_path, opts, 
 
 def coco_split_with_bad_images(root, classes=("car", "person", "bus"), order=range(6)):
     """A COCO-JSON split (COCO splits open no image when registered) of 6 images, numbered 0-5:
-    one good, then an empty, a corrupt, a truncated and a missing file, and a good image its
-    annotation gives the wrong size; or of the images ``order`` numbers, in its order. Returns
+    one good, then an empty, a corrupt and a truncated file, a 16-bit image (read clipped), and
+    a good image its annotation gives the wrong size; or of the images ``order`` numbers, in its
+    order. Returns
     the config options that register it as 'with_bad', and the bad files (1-5)."""
     from PIL import Image
 
@@ -526,6 +528,7 @@ def coco_split_with_bad_images(root, classes=("car", "person", "bus"), order=ran
     (images / "1.jpg").write_bytes(b"")
     (images / "2.jpg").write_bytes(b"\xff\xd8 not a JPEG")
     (images / "3.jpg").write_bytes(good[:len(good) // 2])
+    Image.fromarray(np.full((64, 80), 4000, np.uint16)).save(images / "4.jpg", format="PNG")
     (images / "5.jpg").write_bytes(good)
     (root / "split.json").write_text(json.dumps({
         "images": records,
@@ -572,8 +575,9 @@ def test_check_dataset_reading_images_lists_every_bad_one(tmp_path):
     assert result.stdout.startswith("with_bad: 1 images, 1 boxes\n")
     problems = [line for line in result.stdout.splitlines() if line.startswith("  problem: ")]
     assert [line.split(": ")[1] for line in problems] == bad
-    *unreadable, wrong_size = problems
+    *unreadable, sixteen_bits, wrong_size = problems
     assert all(": unreadable image (" in line for line in unreadable)
+    assert ": a I;16 image (more than 8 bits a pixel): " in sixteen_bits
     assert "got (80, 64), expect (100, 64)" in wrong_size
 
 

@@ -254,7 +254,8 @@ coco_value = st.one_of(numbers, st.text(max_size=3), st.none(), st.booleans())
 coco_image = st.fixed_dictionaries({
     "id": st.sampled_from([1, 2, 3, "a"]),
     "width": st.one_of(st.just(WIDTH), st.just(WIDTH), coco_value),
-    "height": st.one_of(st.just(HEIGHT), st.just(HEIGHT), coco_value)})
+    "height": st.one_of(st.just(HEIGHT), st.just(HEIGHT), coco_value),
+    "file_exists": st.sampled_from([True] * 4 + [False])})
 coco_annotation = st.fixed_dictionaries({
     "image_id": st.sampled_from([1, 2, 3, 4, "a"]), "category_id": st.sampled_from([1] * 9 + [2]),
     "bbox": st.one_of(st.lists(st.integers(-5, 70), min_size=4, max_size=4),
@@ -264,13 +265,13 @@ coco_annotation = st.fixed_dictionaries({
 
 def coco_sound(image, annotations):
     """Whether an image and its annotations are ones a COCO reader must take: the image's size,
-    and boxes of 4 numbers with an area, inside the image."""
+    its file, and boxes of 4 numbers with an area, inside the image."""
     def sound(bbox):
         return (isinstance(bbox, list) and len(bbox) == 4
                 and all(isinstance(v, int) and not isinstance(v, bool) for v in bbox)
                 and bbox[2] > 0 and bbox[3] > 0 and bbox[0] >= 0 and bbox[1] >= 0
                 and bbox[0] + bbox[2] <= WIDTH and bbox[1] + bbox[3] <= HEIGHT)
-    return ((image["width"], image["height"]) == (WIDTH, HEIGHT)
+    return (image["file_exists"] and (image["width"], image["height"]) == (WIDTH, HEIGHT)
             and not any(isinstance(v, bool) for v in (image["width"], image["height"]))
             and all(sound(a["bbox"]) for a in annotations))
 
@@ -285,8 +286,13 @@ def test_coco_malformed_files(images, annotations):
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         json_file = root / "mine.json"
+        for k, image in enumerate(images):
+            if image["file_exists"]:  # the loader checks that it exists, and opens none
+                (root / f"{k}.png").touch()
         json_file.write_text(json.dumps({
-            "images": [dict(image, file_name=f"{k}.png") for k, image in enumerate(images)],
+            "images": [{"file_name": f"{k}.png", **{key: v for key, v in image.items()
+                                                    if key != "file_exists"}}
+                       for k, image in enumerate(images)],
             "annotations": [dict(a, id=k + 1, iscrowd=0) for k, a in enumerate(annotations)],
             "categories": [{"id": 1, "name": "car"}]}))
         outcome = load_outcome(lambda: load_coco_domain("mine", str(json_file), tmp))
@@ -305,7 +311,7 @@ def test_coco_malformed_files(images, annotations):
                 assert any(m.startswith(f"image {image['id']!r}: ") for _, m in problems)
                 continue
             record = kept[image["id"]]
-            assert len(record["annotations"]) == len(own)
+            assert image["file_exists"] and len(record["annotations"]) == len(own)
             for annotation in record["annotations"]:
                 x, y, w, h = annotation["bbox"]
                 box = [max(x, 0), max(y, 0), min(x + w, WIDTH), min(y + h, HEIGHT)]

@@ -8,10 +8,12 @@
 * An image is dropped, as a counted problem, where its size or one of its boxes cannot be used
   (a size that is not a whole number of pixels from 1 to 2**15; a ``bbox`` that is not 4 finite
   numbers, is empty, or lies more than a pixel outside the image: detectron2 would crash on it,
-  drop it, or flip it into another box). An annotation of no image in the file is a problem too.
+  drop it, or flip it into another box). An annotation of no image in the file is a problem too,
+  and so is an image whose file does not exist.
 """
 import json
 import numbers
+import os
 import tempfile
 from pathlib import Path
 
@@ -32,18 +34,33 @@ def load_coco_domain(name, json_file, image_root):
     dropped = _check(data, what, json_file, problems)
     try:
         if not dropped:
-            return load_coco_json(json_file, image_root, name), problems
-        # load_coco_json reads every annotation, and fails on some that drop an image: it is
-        # given the file without them
-        data["images"] = [image for image in data["images"] if image["id"] not in dropped]
-        data["annotations"] = [a for a in data.get("annotations", [])
-                               if a.get("image_id") not in dropped]
-        with tempfile.TemporaryDirectory() as folder:
-            kept = Path(folder) / Path(json_file).name
-            kept.write_text(json.dumps(data), encoding="utf-8")
-            return load_coco_json(str(kept), image_root, name), problems
+            dicts = load_coco_json(json_file, image_root, name)
+        else:
+            # load_coco_json reads every annotation, and fails on some that drop an image: it
+            # is given the file without them
+            data["images"] = [image for image in data["images"] if image["id"] not in dropped]
+            data["annotations"] = [a for a in data.get("annotations", [])
+                                   if a.get("image_id") not in dropped]
+            with tempfile.TemporaryDirectory() as folder:
+                kept = Path(folder) / Path(json_file).name
+                kept.write_text(json.dumps(data), encoding="utf-8")
+                dicts = load_coco_json(str(kept), image_root, name)
     except (OSError, ValueError, KeyError, TypeError, AssertionError) as e:  # it asserts, too
         raise DatasetError(f"{what}: cannot be read: {type(e).__name__}: {e}") from e
+    return _with_their_images(dicts, json_file, problems), problems
+
+
+def _with_their_images(dicts, json_file, problems):
+    """The records whose image file exists; each other one is a problem, found as the split
+    loads rather than when training first draws it."""
+    kept = []
+    for record in dicts:
+        if os.path.isfile(record["file_name"]):
+            kept.append(record)
+        else:
+            problems.add(json_file, f"image {record['image_id']!r}: annotation without its "
+                                    f"image {record['file_name']}")
+    return kept
 
 
 def _check(data, what, json_file, problems):

@@ -50,9 +50,7 @@ def image_size(path, problems):
     try:
         with Image.open(path) as im:
             if im.mode in MORE_THAN_8_BITS:
-                problems.add(path, f"a {im.mode} image (more than 8 bits a pixel): detectron2's "
-                                   f"read_image clips it to 8 bits, white wherever it is above "
-                                   f"255; convert it to 8 bits")
+                problems.add(path, _more_than_8_bits(im.mode))
                 return None
             width, height = im.size
             if _exif_orientation(im) in TURNED:
@@ -61,6 +59,11 @@ def image_size(path, problems):
     except UNREADABLE_IMAGE_ERRORS as e:
         problems.add(path, unreadable_image(e))
         return None
+
+
+def _more_than_8_bits(mode):
+    return (f"a {mode} image (more than 8 bits a pixel): detectron2's read_image clips it to 8 "
+            f"bits, white wherever it is above 255; convert it to 8 bits")
 
 
 def _exif_orientation(image):
@@ -85,8 +88,12 @@ class BadImage(NamedTuple):
 
 def map_or_bad_image(mapper, record):
     """``mapper(record)``, or a :class:`BadImage` when the record's image cannot be read (a
-    missing, empty, corrupt or truncated file) or is not the size its annotation says."""
+    missing, empty, corrupt or truncated file), would be read clipped (more than 8 bits a pixel)
+    or is not the size its annotation says."""
     try:
+        with Image.open(record["file_name"]) as im:  # its header only: a few microseconds
+            if im.mode in MORE_THAN_8_BITS:
+                return BadImage(record["file_name"], _more_than_8_bits(im.mode))
         return mapper(record)
     except UNREADABLE_IMAGE_ERRORS as e:
         return BadImage(record["file_name"], f"{unreadable_image(e)}; replace or remove it")

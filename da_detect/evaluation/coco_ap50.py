@@ -59,6 +59,16 @@ class COCOAP50Evaluator(COCOEvaluator):
             if converted:
                 del metadata.json_file
 
+    def _eval_predictions(self, predictions, img_ids=None):
+        """detectron2's, on the images evaluated (one prediction record each, with or without
+        detections) unless ``img_ids`` says otherwise: a split's COCO file may hold images its
+        loader dropped (a missing file, a box that cannot be used), whose boxes no model saw
+        and which would count as missed."""
+        if img_ids is None:
+            img_ids = sorted({p["image_id"] for p in predictions})
+        self._evaluated_ids = set(img_ids)
+        super()._eval_predictions(predictions, img_ids=img_ids)
+
     def _derive_coco_results(self, coco_eval, iou_type, class_names=None):
         results = super()._derive_coco_results(coco_eval, iou_type, class_names)
         if coco_eval is None:
@@ -81,7 +91,8 @@ class COCOAP50Evaluator(COCOEvaluator):
         """What COCOeval gives a split with no detection at all, which detectron2 leaves NaN: 0
         for each metric and class with ground truth (non-crowd boxes of its areas), NaN for one
         without."""
-        boxes = [a for a in self._coco_api.dataset["annotations"] if not a.get("iscrowd", 0)]
+        boxes = [a for a in self._coco_api.dataset["annotations"]
+                 if not a.get("iscrowd", 0) and a["image_id"] in self._evaluated_ids]
         params = Params(iouType="bbox")
         area_ranges = dict(zip(params.areaRngLbl, params.areaRng))  # all, small, medium, large
         area_of = {"APs": "small", "APm": "medium", "APl": "large"}
