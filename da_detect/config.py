@@ -29,6 +29,7 @@ WANDB_MODES = ("offline", "online", "disabled")
 LR_SCHEDULERS = ("WarmupMultiStepLR", "WarmupCosineLR")  # detectron2 v0.6's
 CONFIG_KEY = re.compile(r"[A-Z][A-Z0-9_]*(\.[A-Z][A-Z0-9_]*)+")  # e.g. SOLVER.BASE_LR
 COMMAND_LINE_FLAG = re.compile(r"--[a-z][a-z0-9-]*")  # e.g. --eval-only
+UNKNOWN_KEY = re.compile(r"Non-existent (?:config )?key: (\S+)")  # yacs' words
 
 
 class ConfigError(ValueError):
@@ -286,7 +287,7 @@ def load_config(config_file, opts=()):
     except yaml.YAMLError as e:  # the message names the file (a _BASE_ one too), line, column
         raise ConfigError(f"{config_file}: not valid YAML: {' '.join(str(e).split())}") from e
     except (KeyError, ValueError, AssertionError, OSError) as e:
-        raise ConfigError(f"{config_file}: {_message(e)}") from e
+        raise ConfigError(f"{config_file}: {_message(e, cfg)}") from e
     flag = next((o for o in opts if COMMAND_LINE_FLAG.fullmatch(str(o))), None)
     if flag:
         raise ConfigError(f"command-line override {flag}: a flag among the KEY VALUE overrides "
@@ -297,7 +298,7 @@ def load_config(config_file, opts=()):
     try:
         cfg.merge_from_list(list(opts))
     except (KeyError, ValueError, AssertionError) as e:
-        raise ConfigError(f"command-line override: {_message(e)}") from e
+        raise ConfigError(f"command-line override: {_message(e, cfg)}") from e
     try:
         check_da_config(cfg)
     except ValueError as e:
@@ -337,8 +338,21 @@ def _check_base_chain(config_file, chain=()):
     _check_base_chain(base, chain)
 
 
-def _message(error):
-    return error.args[0] if isinstance(error, KeyError) and error.args else str(error)
+def _message(error, cfg):
+    """The error's text; for an unknown key (yacs' "Non-existent key: ..."), with the keys of
+    ``cfg`` close to it."""
+    message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
+    unknown = UNKNOWN_KEY.fullmatch(str(message))
+    return message + (did_you_mean(unknown.group(1), list(_keys(cfg))) if unknown else "")
+
+
+def _keys(node, prefix=""):
+    """Every key of the config ``node``, dotted (``MODEL.DA.LOSS_WEIGHT``)."""
+    for name, value in node.items():
+        if isinstance(value, CN):
+            yield from _keys(value, f"{prefix}{name}.")
+        else:
+            yield f"{prefix}{name}"
 
 
 def _key_without_value(opts):

@@ -215,6 +215,8 @@ NEEDS_NO_GPU = pytest.mark.skipif(torch.cuda.is_available(), reason="this machin
     (["--config-file", SYNTHETIC_DA, "SOLVER.MAX_ITER", "20", "MODEL.DA.START_ITER", "20"],
      "MODEL.DA.START_ITER = 20: adaptation would start after the last step (SOLVER.MAX_ITER = "
      "20)"),
+    (["--config-file", SYNTHETIC_DA, "MODEL.DA.IMAGE.IN_FEATURES", "['p7']"],  # as the model
+     "MODEL.DA.IMAGE.IN_FEATURES: ['p7'] not among the backbone's outputs"),  # is built
     (["--config-file", SYNTHETIC_FPN, "MODEL.ROI_HEADS.NUM_CLASSES", "2"],
      "MODEL.ROI_HEADS.NUM_CLASSES = 2, but 'synthetic_clean_train' has 3 classes"),
     pytest.param(["--config-file", SYNTHETIC_FPN, "--num-machines", "2"],

@@ -6,6 +6,7 @@ from detectron2.structures import ImageList
 from detectron2.utils.events import get_event_storage
 from torch import nn
 
+from ..config import ConfigError
 from .consistency import consistency_loss
 from .gradient_reversal import grl_lambda, reverse_gradient, scale_gradient
 from .image_domain_classifier import (
@@ -90,8 +91,8 @@ class DomainAdaptiveRCNN(GeneralizedRCNN):
         in_features = list(da.IMAGE.IN_FEATURES) or list(cfg.MODEL.RPN.IN_FEATURES)
         unknown = [f for f in in_features if f not in shapes]
         if unknown:
-            raise ValueError(f"MODEL.DA.IMAGE.IN_FEATURES: {unknown} not among the backbone's "
-                             f"outputs {sorted(shapes)}")
+            raise ConfigError(f"MODEL.DA.IMAGE.IN_FEATURES: {unknown} not among the "
+                              f"backbone's outputs {sorted(shapes)}")
         image_classifiers = None
         if da.IMAGE.ENABLED:
             def make(f):
@@ -100,8 +101,8 @@ class DomainAdaptiveRCNN(GeneralizedRCNN):
             if da.IMAGE.SHARED:
                 channels = {shapes[f].channels for f in in_features}
                 if len(channels) != 1:
-                    raise ValueError("MODEL.DA.IMAGE.SHARED needs features of one channel count, "
-                                     f"got {channels}: set it to False")
+                    raise ConfigError("MODEL.DA.IMAGE.SHARED needs features of one channel "
+                                      f"count, got {channels}: set it to False")
                 shared = make(in_features[0])
                 image_classifiers = nn.ModuleDict({f: shared for f in in_features})
             else:
@@ -109,9 +110,9 @@ class DomainAdaptiveRCNN(GeneralizedRCNN):
         instance_classifier = None
         if da.INSTANCE.ENABLED:
             if not hasattr(ret["roi_heads"], "box_features"):
-                raise ValueError(f"MODEL.ROI_HEADS.NAME = {cfg.MODEL.ROI_HEADS.NAME}: instance-level"
-                                 " adaptation needs DomainAdaptiveStandardROIHeads (a box head) or "
-                                 "DomainAdaptiveRes5ROIHeads (C4's res5 head)")
+                raise ConfigError(f"MODEL.ROI_HEADS.NAME = {cfg.MODEL.ROI_HEADS.NAME}: "
+                                  "instance-level adaptation needs DomainAdaptiveStandardROIHeads "
+                                  "(a box head) or DomainAdaptiveRes5ROIHeads (C4's res5 head)")
             instance_classifier = InstanceDomainClassifier(
                 ret["roi_heads"].box_feature_dim, da.INSTANCE.HIDDEN_DIM, da.INSTANCE.DROPOUT)
         regions = da.INSTANCE.REGIONS_PER_IMAGE

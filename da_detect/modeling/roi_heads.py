@@ -6,12 +6,14 @@ for any regions, and ``box_feature_dim``.
 """
 from detectron2.modeling.roi_heads import ROI_HEADS_REGISTRY, Res5ROIHeads, StandardROIHeads
 
+from ..config import ConfigError
+
 
 class _BoxOnlyMixin:
     def _check_box_only(self):
         if self.mask_on or getattr(self, "keypoint_on", False):
-            raise ValueError("domain-adaptive ROI heads are box-only: set MODEL.MASK_ON and "
-                             "MODEL.KEYPOINT_ON to False")
+            raise ConfigError("domain-adaptive ROI heads are box-only: set MODEL.MASK_ON and "
+                              "MODEL.KEYPOINT_ON to False")
 
 
 @ROI_HEADS_REGISTRY.register()
