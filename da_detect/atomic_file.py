@@ -7,6 +7,7 @@ name (:func:`keep_earlier`).
 """
 import contextlib
 import os
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -38,14 +39,21 @@ def atomic_open(path, mode="w", *, durable=True, keep=False):
         tmp.unlink(missing_ok=True)
 
 
-def keep_earlier(path):
+def keep_earlier(path, *, link=False):
     """Rename a file at ``path`` after the time it was written (``NAME.<YYYYmmdd-HHMMSS>.<n>``
     and its suffix, ``<n>`` nanoseconds of the renaming's time, so that two names never meet),
-    so that writing a new one there loses nothing. Returns the new name, None where there was
-    no file."""
+    so that writing a new one there loses nothing. With ``link``, the file keeps its name too
+    (a second name, or a copy where the file system has no hard links) until a new one replaces
+    it. Returns the new name, None where there was no file."""
     path = Path(path)
-    if path.is_file():
-        stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(path.stat().st_mtime))
-        return path.rename(path.with_name(f"{path.stem}.{stamp}.{time.time_ns() % 10**9:09d}"
-                                          f"{path.suffix}"))
-    return None
+    if not path.is_file():
+        return None
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(path.stat().st_mtime))
+    kept = path.with_name(f"{path.stem}.{stamp}.{time.time_ns() % 10**9:09d}{path.suffix}")
+    if not link:
+        return path.rename(kept)
+    try:
+        os.link(path, kept)
+    except OSError:
+        shutil.copy2(path, kept)
+    return kept

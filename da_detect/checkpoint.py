@@ -34,13 +34,16 @@ class DACheckpointer(DetectionCheckpointer):
     * safe loading (see the module docstring); ``allow_unsafe_pickle`` opts out;
     * with several processes, ``save`` and ``resume_or_load`` are called by every process at the
       same point (process 0 writes): where one process cannot write or load, or where they would
-      load different files, every process raises the same :class:`CheckpointError`.
+      load different files, every process raises the same :class:`CheckpointError`;
+    * resuming from a checkpoint of another model (other weights, or of other shapes) is a
+      :class:`CheckpointError`: its optimizer state could not go on with this model.
     """
 
     def __init__(self, model, save_dir="", *, allow_unsafe_pickle=False, **kwargs):
         super().__init__(model, save_dir, **kwargs)
         self.allow_unsafe_pickle = allow_unsafe_pickle
         self.loaded, self.missing_weights = None, []  # the last checkpoint loaded, what it lacked
+        self.resuming = False
 
     def save(self, name, **kwargs):
         """Process 0 writes ``name``.pth and tags it as the last checkpoint. Every process calls
@@ -78,7 +81,7 @@ class DACheckpointer(DetectionCheckpointer):
         load its file, or where they would not load the same file (a save_dir that is not one
         folder shared by every machine: the processes would train or evaluate different weights
         together)."""
-        resuming = resume and self.has_checkpoint()
+        resuming = self.resuming = resume and self.has_checkpoint()
         loads = self.get_checkpoint_file() if resuming else path
         if len(set(comm.all_gather(loads))) > 1:
             raise_for_problems(
@@ -166,5 +169,20 @@ class DACheckpointer(DetectionCheckpointer):
         (absent, or of another shape) are kept in ``missing_weights``."""
         incompatible = super()._load_model(checkpoint)
         self.missing_weights = list(incompatible.missing_keys)
+        if self.resuming and (incompatible.missing_keys or incompatible.unexpected_keys):
+            lacks, extra = incompatible.missing_keys, incompatible.unexpected_keys
+            raise CheckpointError(
+                f"{self.loaded}: --resume goes on with the run in {self.save_dir}, but this "
+                f"checkpoint is of another model than the config's: "
+                f"{_some(lacks, 'it lacks')}{'; ' if lacks and extra else ''}"
+                f"{_some(extra, 'it holds, and this model lacks,')}. Set another OUTPUT_DIR, or "
+                f"start from its weights with MODEL.WEIGHTS {self.loaded} (without --resume)")
         return incompatible
+
+
+def _some(names, what):
+    """``"WHAT N weights: a, b, c, ..."``, or "" for no names."""
+    if not names:
+        return ""
+    return f"{what} {len(names)} weights: {', '.join(names[:3])}{', ...' if len(names) > 3 else ''}"
 

@@ -162,10 +162,19 @@ def test_resume_continues_from_the_last_checkpoint_and_logs_each_value_once(quic
               "OUTPUT_DIR", tmp_path]
     run_train_net("--config-file", SYNTHETIC_DA, *common, "SOLVER.MAX_ITER", "20")
     assert (tmp_path / "last_checkpoint").read_text() == "model_final.pth"
+    finished = (tmp_path / "model_final.pth").read_bytes()
+    predictions = tmp_path / "inference" / VAL / "coco_instances_results.json"
+    finished_predictions = predictions.read_text()
     # the last checkpoint holds the values logged at steps 9 (evaluation) and 19, written at 19
     run_train_net("--config-file", SYNTHETIC_DA, "--resume", *common, "SOLVER.MAX_ITER", "30")
     log = (tmp_path / "log.txt").read_text()
     assert "Starting training from iteration 20" in log
+    # the finished run's model and final predictions are kept, not replaced
+    kept_model, = tmp_path.glob("model_final.*.pth")
+    assert "its model_final.pth is kept as model_final.20" in log
+    assert kept_model.read_bytes() == finished != (tmp_path / "model_final.pth").read_bytes()
+    assert [p.read_text() for p in predictions.parent.glob("coco_instances_results.*.json")] == [
+        finished_predictions]
     assert "--resume with other values than the run's config.yaml: SOLVER.MAX_ITER: 20 -> 30. " \
            "The steps from here on take them; the earlier config.yaml is kept as config.20" in log
     by_iteration = {m["iteration"]: m for m in metrics(tmp_path)}
@@ -200,6 +209,21 @@ def test_resume_continues_from_the_last_checkpoint_and_logs_each_value_once(quic
     assert json.loads((tmp_path / "results.json").read_text()) == json.loads(results)
     assert results in [p.read_text() for p in tmp_path.glob("results.*.json")]
     assert list(tmp_path.glob("config.*.yaml")) == kept
+
+
+def test_resuming_another_models_run_names_it_and_changes_nothing(trained, quick, tmp_path):
+    out = tmp_path / "source_only"
+    shutil.copytree(trained[0], out)
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.name != "log.txt"}
+    result = run_train_net_here("--config-file", SYNTHETIC_DA, "--resume", *quick,
+                                "SOLVER.MAX_ITER", "70", "OUTPUT_DIR", out, check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stdout + result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        f"error: {out}/model_final.pth: --resume goes on with the run in {out}, but this "
+        f"checkpoint is of another model than the config's: it lacks ")
+    assert "Set another OUTPUT_DIR, or start from its weights with MODEL.WEIGHTS" in result.stderr
+    assert {name: (out / name).read_bytes() for name in before} == before
+    assert not list(out.glob("config.*.yaml"))
 
 
 NEEDS_NO_GPU = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")

@@ -8,7 +8,8 @@ Logs, metrics (metrics.json, TensorBoard), checkpoints and evaluation results go
 a new run (no --resume) refuses an OUTPUT_DIR that holds an earlier run's checkpoints, and
 --eval-only keeps the config.yaml there (its own goes to config.eval-only.yaml) and keeps an
 earlier evaluation's results and predictions under timestamped names; --resume with other
-values keeps the earlier config.yaml the same way.
+values keeps the earlier config.yaml the same way, once the checkpoint has loaded, and a
+finished run resumed to train on keeps its model_final.pth and final predictions.
 Bad input (config, datasets, checkpoints), a non-finite loss and a data loader worker that ends
 stop it with one ``error:`` line.
 """
@@ -51,25 +52,49 @@ def setup(args):
     with raised_together(ConfigError):
         make_output_folders(cfg)
     config_yaml = Path(cfg.OUTPUT_DIR, "config.yaml")
-    trained_with = config_yaml.read_bytes() if args.eval_only and config_yaml.is_file() else None
-    kept = None
-    if args.resume and not args.eval_only and comm.is_main_process() and config_yaml.is_file():
-        before, now = config_yaml.read_text(), cfg.dump()
-        if before != now:
-            changed = config_differences(before, now)
-            kept = keep_earlier(config_yaml)  # a resumed run with other values: the earlier kept
+    earlier = (config_yaml.read_bytes() if (args.eval_only or args.resume) and config_yaml.is_file()
+               else None)
     default_setup(cfg, args)  # writes the config it runs with to config.yaml
-    if trained_with is not None and comm.is_main_process():
+    if earlier is not None and comm.is_main_process():
         # An evaluation keeps the training run's config.yaml, and writes its own beside it once
-        # it has its model (write_eval_config)
+        # it has its model (write_eval_config); a resumed run, once its checkpoint has loaded
+        # (write_resumed_config)
         with atomic_open(config_yaml, "wb") as f:
-            f.write(trained_with)
+            f.write(earlier)
     setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="da_detect")
-    if kept is not None:
+    return cfg
+
+
+def write_resumed_config(cfg):
+    """config.yaml of a resumed run, once its checkpoint has loaded: where it runs with other
+    values than the run's config.yaml, the earlier one is kept under its time, with a warning."""
+    config_yaml = Path(cfg.OUTPUT_DIR, "config.yaml")
+    now = cfg.dump()
+    if not comm.is_main_process() or (config_yaml.is_file() and config_yaml.read_text() == now):
+        return
+    if config_yaml.is_file():
+        changed = config_differences(config_yaml.read_text(), now)
+        kept = keep_earlier(config_yaml)
         logging.getLogger("da_detect").warning(
             f"--resume with other values than the run's config.yaml: {'; '.join(changed)}. The "
             f"steps from here on take them; the earlier config.yaml is kept as {kept.name}")
-    return cfg
+    with atomic_open(config_yaml) as f:
+        f.write(now)
+
+
+def keep_finished_model(cfg, trainer):
+    """A finished run resumed to train on (SOLVER.MAX_ITER raised) ends by replacing its
+    model_final.pth and its final evaluation's predictions: they are kept under timestamped names
+    first (the model as a second name of the same file: --resume still finds it)."""
+    loaded = trainer.checkpointer.loaded
+    if (not comm.is_main_process() or os.path.basename(loaded or "") != "model_final.pth"
+            or trainer.start_iter >= trainer.max_iter):
+        return
+    kept = keep_earlier(loaded, link=True)
+    keep_earlier_predictions(cfg)
+    logging.getLogger("da_detect").warning(
+        f"the finished run in {cfg.OUTPUT_DIR} trains on to SOLVER.MAX_ITER = {trainer.max_iter}: "
+        f"its model_final.pth is kept as {kept.name}, and its final predictions likewise")
 
 
 def write_eval_config(cfg):
@@ -125,6 +150,9 @@ def main(args):
         trainer.resume_or_load(resume=args.resume)
         with raised_together(CheckpointError):
             trainer.checkpointer.require_some_weights()
+        if args.resume:
+            write_resumed_config(cfg)
+            keep_finished_model(cfg, trainer)
         return trainer.train()
     except (NonFiniteLossError, WorkerEndedError) as e:  # met in training or evaluation
         fail(e, str(e) if args.eval_only else f"{e}; the checkpoints saved before it are intact "
