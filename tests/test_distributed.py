@@ -87,17 +87,19 @@ def test_weights_that_one_machine_lacks_stop_every_process(tmp_path, flags):
 def test_data_that_one_machine_lacks_stops_every_process(tmp_path):
     """A COCO-JSON file, which the config's loading reads, and an image folder, which the
     training data's building reads."""
-    _, process1 = separate_folders(tmp_path)
+    process0, process1 = separate_folders(tmp_path)
     (process1 / "frames").mkdir()
     for i in range(2):
         Image.new("RGB", (80, 64)).save(process1 / "frames" / f"{i}.png")
     (process1 / "mine.json").write_text("{}")
     assert error_line_in_separate_folders(
         tmp_path, "DATASETS.COCO_DOMAINS", "[['mine', 'mine.json', 'frames']]") == (
-        "error: process 0: DATASETS.COCO_DOMAINS 'mine': no such file mine.json")
+        f"error: process 0: DATASETS.COCO_DOMAINS 'mine': no such file mine.json (mine.json: a "
+        f"relative path, read from the folder you run in, {process0})")
     assert error_line_in_separate_folders(
         tmp_path, "DATASETS.IMAGE_FOLDER_DOMAINS", "[['frames', 'frames']]",
         "DATASETS.TARGET_TRAIN", "('frames',)",
         "SEED", "-1") == (  # a seed the processes draw together, before their data
-        "error: process 0: DATASETS.IMAGE_FOLDER_DOMAINS 'frames': expected the folder frames, "
-        "which does not exist")
+        f"error: process 0: DATASETS.IMAGE_FOLDER_DOMAINS 'frames': expected the folder frames, "
+        f"which does not exist (frames: a relative path, read from the folder you run in, "
+        f"{process0})")

@@ -12,8 +12,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_coco_json
 
 from . import cityscapes, kitti, voc
-from .problems import DatasetError
-from .registry import register_detection_dataset
+from .registry import register_detection_dataset, with_note
 from .synthetic import CLASSES, DOMAIN_STYLES, SplitSpec, ensure_split, split_files
 
 FOGGY_BETAS = ("0.005", "0.01", "0.02")
@@ -28,14 +27,9 @@ def datasets_root():
 def _naming_the_root(load, root):
     """``load``, whose :class:`DatasetError` (a folder not found, say) also names ``root``, the
     folder da-detect's built-in datasets are read under."""
-    def load_under_root(**kwargs):
-        try:
-            return load(**kwargs)
-        except DatasetError as e:
-            raise DatasetError(f"{e} (da-detect's built-in datasets are read under "
-                               f"{os.path.abspath(root)}, DA_DETECT_DATASETS; datasets/README.md "
-                               f"shows their layouts)") from None
-    return load_under_root
+    return with_note(load, lambda: f"da-detect's built-in datasets are read under "
+                                   f"{os.path.abspath(root)}, DA_DETECT_DATASETS; "
+                                   f"datasets/README.md shows their layouts")
 
 
 def synthetic_split_name(domain, split):

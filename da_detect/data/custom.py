@@ -7,6 +7,7 @@
 * ``DATASETS.IMAGE_FOLDER_DOMAINS``: ``(name, folder)``, unlabeled images (``*.jpg``,
   ``*.jpeg``, ``*.png``, any case) as a target domain.
 """
+import os
 from functools import partial
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from . import voc
 from .coco_json import load_coco_domain
 from .images import IMAGE_SUFFIXES, image_files, image_size, is_image_file
 from .problems import DatasetError, Problems, require_dir
-from .registry import register_detection_dataset
+from .registry import register_detection_dataset, with_note
 
 _CONFIG_DOMAINS = set()  # names registered from a config's *_DOMAINS keys, free to re-register
 
@@ -27,9 +28,9 @@ def register_from_config(cfg):
     for entry in cfg.DATASETS.COCO_DOMAINS:
         name, json_file, image_root = _fields(entry, 3, "DATASETS.COCO_DOMAINS")
         _claim(name, "DATASETS.COCO_DOMAINS", claimed)
-        if not Path(json_file).is_file():
-            raise DatasetError(f"DATASETS.COCO_DOMAINS {name!r}: no such file {json_file}")
-        require_dir(image_root, f"DATASETS.COCO_DOMAINS {name!r} image_root")
+        _noting_relative(_require_file, json_file)(json_file, f"DATASETS.COCO_DOMAINS {name!r}")
+        _noting_relative(require_dir, image_root)(image_root,
+                                                  f"DATASETS.COCO_DOMAINS {name!r} image_root")
         register_detection_dataset(
             name, load_coco_domain, {"name": name, "json_file": json_file,
                                      "image_root": image_root},
@@ -47,13 +48,14 @@ def register_from_config(cfg):
                                f"{class_list!r} are one class (names match in any case)")
         image_set = image_set or None
         register_detection_dataset(
-            name, voc.load_voc, {"root": root, "image_set": image_set, "classes": classes},
+            name, _noting_relative(voc.load_voc, root),
+            {"root": root, "image_set": image_set, "classes": classes},
             partial(voc.source_files, root, image_set), thing_classes=list(classes))
     for entry in cfg.DATASETS.IMAGE_FOLDER_DOMAINS:
         name, folder = _fields(entry, 2, "DATASETS.IMAGE_FOLDER_DOMAINS")
         _claim(name, "DATASETS.IMAGE_FOLDER_DOMAINS", claimed)
         register_detection_dataset(
-            name, load_image_folder,
+            name, _noting_relative(load_image_folder, folder),
             {"folder": folder, "what": f"DATASETS.IMAGE_FOLDER_DOMAINS {name!r}"},
             lambda folder=folder: image_files(folder))
 
@@ -96,6 +98,20 @@ def load_image_folder(folder, what="image folder"):
         dicts.append({"file_name": path, "image_id": Path(path).stem, "height": size[1],
                       "width": size[0]})
     return dicts, problems
+
+
+def _require_file(path, what):
+    if not Path(path).is_file():
+        raise DatasetError(f"{what}: no such file {path}")
+
+
+def _noting_relative(load, path):
+    """``load``, whose :class:`DatasetError` also says, where ``path`` (a config entry's) is
+    relative, the folder it is read from."""
+    if os.path.isabs(path):
+        return load
+    return with_note(load, lambda: f"{path}: a relative path, read from the folder you run in, "
+                                   f"{os.getcwd()}")
 
 
 def _fields(entry, count, key):

@@ -18,6 +18,17 @@ def register_detection_dataset(name, load, kwargs, source_files, **metadata):
     MetadataCatalog.get(name).set(evaluator_type="coco", **metadata)
 
 
+def with_note(load, note):
+    """``load``, whose :class:`DatasetError` also says ``note()`` (in brackets), where a path it
+    names is read from."""
+    def load_with_note(*args, **kwargs):
+        try:
+            return load(*args, **kwargs)
+        except DatasetError as e:
+            raise DatasetError(f"{e} ({note()})") from None
+    return load_with_note
+
+
 def forget_dataset(name):
     """Undo any registration of ``name``, here or directly in detectron2's catalogs."""
     if name in DatasetCatalog.list():
