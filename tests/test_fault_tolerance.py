@@ -74,6 +74,23 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path):
     assert {"loss_da_image", "loss_da_instance", "lr"} <= set(logged(killed)[11])
 
 
+def test_ctrl_c_stops_training_with_one_line_naming_the_checkpoint_to_resume_from(tmp_path):
+    process = subprocess.Popen(train_net_command(tmp_path), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True, cwd=REPO,
+                               start_new_session=True)
+    tag, deadline = tmp_path / "last_checkpoint", time.time() + 300
+    while not tag.exists():
+        assert process.poll() is None and time.time() < deadline, "no checkpoint at iteration 3"
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGINT)  # as Ctrl-C signals the terminal's foreground group
+    stderr = process.communicate(timeout=120)[1]
+    assert process.returncode == 130 and "Traceback" not in stderr, stderr[-3000:]
+    assert re.fullmatch(r"error: interrupted \(Ctrl-C\); the checkpoints saved before it are "
+                        r"intact \(--resume goes on from the last, model_00000(03|07)\.pth\)",
+                        stderr.strip().splitlines()[-1])
+    assert not (tmp_path / "model_final.pth").exists()
+
+
 def test_evaluation_during_training_leaves_the_trained_weights_as_they_are(tmp_path):
     """Evaluation's data loader draws from torch's generator; without the generators put back,
     the steps after it sample other regions, and a run resumed from the checkpoint saved just

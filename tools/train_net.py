@@ -120,6 +120,7 @@ def warn_of_another_model(cfg, checkpointer, resume):
 
 
 def main(args):
+    cfg = None
     try:
         cfg = setup(args)
         if args.eval_only:
@@ -159,6 +160,14 @@ def main(args):
                                               f"(--resume goes on from the last)")
     except (ConfigError, DatasetError, CheckpointError) as e:
         fail(e, str(e))
+    except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback, and how to go on
+        tag = Path(cfg.OUTPUT_DIR, "last_checkpoint") if cfg is not None else None
+        if comm.get_rank() == 0:
+            sys.stderr.write("error: interrupted (Ctrl-C)" + (
+                f"; the checkpoints saved before it are intact (--resume goes on from the last, "
+                f"{tag.read_text().strip()})" if tag and tag.is_file() and not args.eval_only
+                else "") + "\n")
+        sys.exit(130)
 
 
 def fail(error, message):
