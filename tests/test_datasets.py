@@ -812,6 +812,8 @@ def test_check_dataset_tool_reports_counts_and_problems(tmp_path):
             "directory: 'datasets/coco/annotations/instances_val2017.json'") in result.stdout
     assert ("unknown dataset name 'kitti_car_trian' (did you mean 'kitti_car_train'"
             in result.stdout)
+    assert ("?); a domain that a config names (DATASETS.*_DOMAINS) is registered by giving the "
+            "config: --config-file CONFIG\n" in result.stdout)
     assert ("sim10k_car_train: 1 images, 1 boxes\n| class   |   boxes |\n|:--------|--------:|\n"
             "| car     |       1 |\n  objects left out, of classes the split does not list "
             "(images kept): person 1\n") in result.stdout

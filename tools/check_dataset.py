@@ -24,6 +24,9 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from tabulate import tabulate
 from tqdm import tqdm
 
+UNREGISTERED_HINT = ("; a domain that a config names (DATASETS.*_DOMAINS) is registered by "
+                     "giving the config: --config-file CONFIG")
+
 
 def check(name, read_images=False):
     """(number of usable images, Counter of their boxes per class name, Problems); with
@@ -62,7 +65,7 @@ def main():
         try:
             require_registered(name)
         except ConfigError as e:
-            print(e)
+            print(f"{e}{'' if args.config_file else UNREGISTERED_HINT}")
             failed = True
             continue
         try:
