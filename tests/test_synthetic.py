@@ -36,6 +36,14 @@ def test_rendering_is_deterministic():
     assert not np.array_equal(a_image, c_image)
 
 
+def test_written_images_are_the_rendered_scenes_in_their_colors(tmp_path):
+    """The PNGs on disk hold the scenes as rendered (RGB), not with red and blue swapped."""
+    write_split(SplitSpec("photoreal", "val", 2), tmp_path)
+    for index in range(2):
+        written = cv2.imread(str(tmp_path / "photoreal" / "val" / f"{index:05d}.png"))
+        assert np.array_equal(written[..., ::-1], render("photoreal", "val", index)[0])
+
+
 def test_written_split_is_identical_on_rewrite(tmp_path):
     spec = SplitSpec("foggy", "val", 6)
     first = write_split(spec, tmp_path / "a")
@@ -125,6 +133,53 @@ def test_photoreal_keeps_the_scene_and_changes_the_camera():
     assert np.diff(photo[5:20], axis=1).std() > 2 * np.diff(clean[5:20], axis=1).std()
 
 
+def test_each_object_lies_at_one_distance_nearer_than_the_sky(monkeypatch):
+    """The fog veils an object by the distance of its feet, all of it: not by the depth of the
+    ground or sky its pixels cover."""
+    drawn, depths = [], []
+
+    def recording(draw):
+        def draw_and_record(rng, image, mask, *args):
+            draw(rng, image, mask, *args)
+            drawn.append(mask > 0)
+        return draw_and_record
+
+    def render_style(rng, image, depth, style):
+        depths.append(depth.copy())
+        return style_of(rng, image, depth, style)
+
+    style_of = synthetic.render_style
+    monkeypatch.setattr(synthetic, "_DRAW", {c: recording(d) for c, d in synthetic._DRAW.items()})
+    monkeypatch.setattr(synthetic, "render_style", render_style)
+    render("foggy", "val", 3)
+    nearest = drawn[-1]  # drawn last, over the others: all of it visible
+    distances = np.unique(depths[0][nearest])
+    assert len(distances) == 1 and distances[0] < depths[0][0, 0] == 60.0  # the sky's
+
+
+def test_photoreal_blurs_as_a_lens_does():
+    edge = np.zeros((9, 9, 3), np.float32)
+    edge[:, 5:] = 255.0
+    style = DOMAIN_STYLES["photoreal"]
+    blurred = synthetic.render_style(np.random.default_rng(0), edge.copy(), np.ones((9, 9)),
+                                     synthetic.DomainStyle(blur_sigma=style.blur_sigma,
+                                                           noise_sigma=0.0))
+    assert style.blur_sigma > 0 and 0 < blurred[4, 4, 0] < 255 and 0 < blurred[4, 5, 0] < 255
+
+
+def test_wide_angle_camera_sees_a_higher_horizon(monkeypatch):
+    horizons = {}
+
+    def recording(rng, image, horizon, width):
+        horizons.setdefault(domain, []).append(horizon)
+
+    monkeypatch.setattr(synthetic, "_draw_buildings", recording)
+    for domain in ("clean", "wide_angle"):
+        for index in range(10):
+            render(domain, "val", index)
+    assert max(horizons["wide_angle"]) < 0.35 * 256 <= min(horizons["clean"])
+
+
 def test_wide_angle_objects_are_smaller():
     heights = {"clean": [], "wide_angle": []}
     for index in range(20):
@@ -146,6 +201,41 @@ def test_split_is_cached_and_regenerated_when_stale(tmp_path):
     json_path.write_text(json.dumps(coco))
     ensure_split(spec, tmp_path)
     assert json.loads(json_path.read_text())["info"]["generator"]["code"] == code
+
+
+def test_a_cached_split_of_another_size_is_generated_anew(tmp_path):
+    ensure_split(SplitSpec("clean", "val", 3), tmp_path)
+    json_path, _ = ensure_split(SplitSpec("clean", "val", 5), tmp_path)
+    assert len(json.loads(json_path.read_text())["images"]) == 5
+
+
+def test_a_process_that_waited_for_the_lock_reuses_the_split_generated_meanwhile(tmp_path,
+                                                                               monkeypatch):
+    spec = SplitSpec("clean", "val", 2)
+    (tmp_path / "clean").mkdir()
+    written = []
+
+    def write_split_counted(*args):
+        written.append(args)
+        return write_split(*args)
+
+    checked = threading.Event()
+    current = synthetic._current
+
+    def current_checked(*args):
+        checked.set()
+        return current(*args)
+
+    monkeypatch.setattr(synthetic, "write_split", write_split_counted)
+    monkeypatch.setattr(synthetic, "_current", current_checked)
+    with open(tmp_path / "clean" / "val.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # the holder generates the split, then lets go
+        waiting = threading.Thread(target=ensure_split, args=(spec, tmp_path))
+        waiting.start()
+        assert checked.wait(timeout=10)  # the split was missing: it waits for the lock
+        write_split(spec, tmp_path)
+    waiting.join(timeout=60)
+    assert not waiting.is_alive() and written == []
 
 
 def test_a_process_generating_a_split_makes_the_others_wait(tmp_path, monkeypatch):
@@ -175,9 +265,9 @@ def test_registered_domains_share_classes():
             assert MetadataCatalog.get(name).thing_classes == list(CLASSES), name
     # the generated COCO file names the same classes, in the same order, as the metadata
     name = synthetic_split_name("foggy", "val")
+    dicts = DatasetCatalog.get(name)  # generates the split (and its COCO file) on first use
     coco = json.loads(Path(MetadataCatalog.get(name).json_file).read_text())
     by_id = sorted(coco["categories"], key=lambda c: c["id"])
     assert [c["name"] for c in by_id] == MetadataCatalog.get(name).thing_classes
-    dicts = DatasetCatalog.get(name)
     assert len(dicts) == SYNTHETIC_SPLIT_SIZES["val"] == len(coco["images"])
     assert all(d["annotations"] for d in dicts[:10])
