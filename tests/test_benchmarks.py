@@ -1,4 +1,5 @@
 """The benchmark commands end to end at toy sizes: their tables report what they measured."""
+import argparse
 import json
 import math
 import re
@@ -10,6 +11,7 @@ from pycocotools.coco import COCO
 
 from conftest import (SMALL_IMAGES, SYNTHETIC_DA, SYNTHETIC_FPN, load_script, run_script,
                       run_script_here, untrained_weights)
+from da_detect.argument_types import above_zero, at_least, fraction
 from da_detect.config import load_config
 from da_detect.evaluation.comparison import gap_closed
 
@@ -159,11 +161,21 @@ def test_benchmark_overrides_are_checked_with_the_options_of_each_run(capsys):
         "SOLVER.WEIGHT_AVERAGING.START_ITER = 150: must be in [0, SOLVER.MAX_ITER = 100]")
 
 
+def test_the_tools_number_arguments_take_their_bounds():
+    assert at_least(2)("2") == 2 and fraction("0") == 0.0 and fraction("1") == 1.0
+    for parse, text in ((at_least(2), "1"), (fraction, "-0.1"), (fraction, "1.5"),
+                        (fraction, "nan"), (above_zero, "-1")):
+        with pytest.raises(argparse.ArgumentTypeError):
+            parse(text)
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--seeds", "1", "1"], "--seeds: [1] given twice"),
     (["--variants", "oracle", "source_only", "oracle"], "--variants: ['oracle'] given twice"),
     (["--seeds", "-5"], "argument --seeds: -5: must be at least 0"),
     (["--lr", "0"], "argument --lr: 0: must be a number above 0"),
+    (["--lr", "inf"], "argument --lr: inf: must be a number above 0"),
+    (["--lr", "nan"], "argument --lr: nan: must be a number above 0"),
     (["--output", "a_file/run"],
      "argument --output: a_file/run cannot be made: {tmp}/a_file is a file"),
     (["SEED", "7"], "override SEED: the benchmark sets it for each run (from --seeds)"),

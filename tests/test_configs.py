@@ -12,7 +12,7 @@ from conftest import REPO, SYNTHETIC_DA, SYNTHETIC_FPN, exit_of, run_script_here
 from da_detect.checkpoint import DACheckpointer
 from da_detect.config import ConfigError, check_adaptation_data, load_config
 from da_detect.engine.trainer import DATrainer
-from da_detect.modeling.vgg import torchvision_vgg16_to_detectron2
+from da_detect.modeling.vgg import VGG16, VGG_FEATURE, torchvision_vgg16_to_detectron2
 
 CONFIGS = sorted(p for p in (REPO / "configs").rglob("*.yaml"))
 
@@ -182,13 +182,20 @@ def stand_in_weights(model):
     return {k: torch.zeros(()).expand(shape) for k, shape in shapes.items()}
 
 
+def test_vgg16_gives_conv5_at_the_stride_it_declares():
+    backbone = VGG16()
+    features = backbone(torch.zeros(1, 3, 64, 96))[VGG_FEATURE]
+    stride = backbone.output_shape()[VGG_FEATURE].stride
+    assert stride == 16 and features.shape == (1, 512, 64 // stride, 96 // stride)
+
+
 def test_convert_vgg16_names_an_input_that_is_no_torchvision_vgg16(tmp_path):
     weights = stand_in_weights(vgg16)
     inputs = {"missing.pth": None, "text.pth": "not weights",
               "partial.pth": {k: v for k, v in weights.items() if k.startswith("features.0.")},
               "vgg16_bn.pth": stand_in_weights(vgg16_bn),
               "narrow.pth": {**weights, "classifier.3.weight": torch.zeros(10, 4096)},
-              "numbers.pth": {k: 0 for k in weights}}
+              "numbers.pth": {k: 0 for k in weights}, "tensor.pth": torch.zeros(3)}
     errors = {}
     for name, content in inputs.items():
         if isinstance(content, str):
@@ -209,7 +216,8 @@ def test_convert_vgg16_names_an_input_that_is_no_torchvision_vgg16(tmp_path):
         "narrow.pth": f"{prefix}narrow.pth: not a torchvision VGG16 state dict: "
                       f"classifier.3.weight is (10, 4096), VGG16's is (4096, 4096)",
         "numbers.pth": f"{prefix}numbers.pth: not a torchvision VGG16 state dict: "
-                       f"features.0.weight is not a tensor (int)"}
+                       f"features.0.weight is not a tensor (int)",
+        "tensor.pth": f"{prefix}tensor.pth: not a torchvision VGG16 state dict: a Tensor"}
 
     torch.save(weights, tmp_path / "vgg16.pth")
     assert exit_of("tools/convert_vgg16.py", tmp_path / "vgg16.pth", tmp_path) == (
