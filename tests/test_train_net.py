@@ -8,12 +8,14 @@ from pathlib import Path
 import pytest
 import torch
 from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.structures import Boxes, Instances
 from PIL import Image
 from pycocotools.coco import COCO
 from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
 from conftest import (REPO, SMALL_IMAGES, SYNTHETIC_DA, SYNTHETIC_FPN, exit_of, first_images,
-                      metrics, run_script, run_train_net, run_train_net_here, wandb_records)
+                      load_script, metrics, run_script, run_train_net, run_train_net_here,
+                      wandb_records)
 from da_detect.config import load_config
 from da_detect.engine.output_dir import keep_earlier_predictions, predictions_folder
 from da_detect.evaluation import COCOAP50Evaluator
@@ -247,6 +249,8 @@ NEEDS_NO_GPU = pytest.mark.skipif(torch.cuda.is_available(), reason="this machin
                  "--num-machines 2 needs CUDA", marks=NEEDS_NO_GPU),
     pytest.param(["--config-file", SYNTHETIC_FPN, "MODEL.DEVICE", "cuda"],
                  "MODEL.DEVICE cuda: this machine has no CUDA GPU", marks=NEEDS_NO_GPU),
+    pytest.param(["--config-file", SYNTHETIC_FPN, "MODEL.DEVICE", "cuda:0"],
+                 "MODEL.DEVICE cuda:0: this machine has no CUDA GPU", marks=NEEDS_NO_GPU),
     (["--config-file", SYNTHETIC_FPN, "DATASETS.TRAIN", "()"],
      "DATASETS.TRAIN is empty: its first split names the classes the model detects"),
     (["--config-file", SYNTHETIC_FPN, "OUTPUT_DIR", "a_file"],
@@ -342,6 +346,18 @@ def test_infer_writes_coco_detections_and_drawn_images(trained, tmp_path):
     for image in coco.dataset["images"]:
         drawn = Image.open(tmp_path / "out" / image["file_name"])
         assert drawn.size == (image["width"], image["height"])
+
+
+def test_infer_writes_only_the_detections_at_or_above_its_score_threshold():
+    infer = load_script("tools/infer.py")
+    detections = Instances((20, 30))
+    detections.pred_boxes = Boxes(torch.tensor([[1.0, 2, 11, 12]] * 3))
+    detections.scores = torch.tensor([0.75, 0.5, 0.25])
+    detections.pred_classes = torch.tensor([0, 1, 0])
+    coco = infer.coco_detections([{"file_name": "a/b.png", "width": 30, "height": 20}],
+                                 [detections], ["car", "bus"], [3, 7], score_threshold=0.5)
+    assert [(a["score"], a["category_id"]) for a in coco["annotations"]] == [(0.75, 3), (0.5, 7)]
+    assert coco["images"] == [{"id": 1, "file_name": "b.png", "width": 30, "height": 20}]
 
 
 def test_predictor_takes_images_in_the_configs_channel_order(trained):
