@@ -4,6 +4,7 @@ import sys
 
 import pytest
 import wandb
+from detectron2.utils.events import EventStorage
 
 from conftest import (SMALL_IMAGES, SYNTHETIC_DA, error_line_of_two_processes, metrics,
                       run_train_net, wandb_records)
@@ -29,6 +30,28 @@ def test_training_logs_losses_and_config_to_offline_wandb(tmp_path):
     assert run.display_name == "adapt-test"
     config = {item.key: item.value_json for item in run.config.update}
     assert '"DomainAdaptiveRCNN"' in config["MODEL"] and '"synthetic_foggy_train"' in config["DATASETS"]
+
+
+def test_the_writer_starts_wandb_as_configured_and_logs_each_step_once(tmp_path, monkeypatch):
+    cfg = load_config(str(SYNTHETIC_DA), ["OUTPUT_DIR", str(tmp_path), "WANDB.MODE", "disabled",
+                                          "WANDB.PROJECT", "mine", "WANDB.NAME", "run-1"])
+    started, logged = {}, []
+
+    class Run:
+        def log(self, values, step):
+            logged.append((step, values))
+
+    monkeypatch.setattr(wandb, "init", lambda **options: started.update(options) or Run())
+    writer = WandbWriter(cfg)
+    with EventStorage(0) as storage:
+        storage.put_scalar("loss", 4.0, smoothing_hint=False)
+        writer.write()
+        storage.step()
+        storage.put_scalar("loss", 2.0, smoothing_hint=False)
+        writer.write()
+        writer.write()  # nothing new since
+    assert (started["mode"], started["project"], started["name"]) == ("disabled", "mine", "run-1")
+    assert logged == [(0, {"loss": 4.0}), (1, {"loss": 2.0})]
 
 
 def test_wandb_missing_or_failing_is_a_config_error_naming_the_key(tmp_path, monkeypatch):
