@@ -1,17 +1,24 @@
 """The training data stream: which images each step gets, from the first step or a later one."""
 import logging
+import random
 from itertools import islice
 from unittest import mock
 
-from detectron2.data import DatasetMapper
+import numpy as np
+import pytest
+import torch
+from detectron2.data import DatasetCatalog, DatasetMapper, MetadataCatalog
+from detectron2.structures import BoxMode
 from detectron2.utils import comm
 from hypothesis import given, settings
 from hypothesis import strategies as st
-import torch
 
 from conftest import SYNTHETIC_DA
 from da_detect.config import load_config
+from da_detect.data.problems import DatasetError
+from da_detect.data.registry import forget_dataset
 from da_detect.data.resumable_sampler import ResumableBatchSampler
+from da_detect.data.synthetic import CLASSES
 from da_detect.data.train_loader import build_train_loader
 from da_detect.modeling.meta_arch import SOURCE, TARGET
 
@@ -87,6 +94,42 @@ def test_target_images_reach_the_mapper_and_the_model_without_their_labels():
     assert set(mapper_inputs) == {(SOURCE, True), (TARGET, False)}
     for batch in batches:
         assert [("instances" in x) for x in batch] == [x["domain"] == SOURCE for x in batch]
+
+
+def test_drawing_steps_in_the_training_process_leaves_its_random_generators_as_they_were():
+    """With DATALOADER.NUM_WORKERS 0 the images are mapped in the training process itself: each
+    is seeded for itself, and what training draws next is as without the step."""
+    loader = iter(build_train_loader(load_config(str(SYNTHETIC_DA),
+                                                 ["DATALOADER.NUM_WORKERS", "0"])))
+
+    def draws(step):
+        torch.manual_seed(0), np.random.seed(0), random.seed(0)
+        if step:
+            next(loader)
+        return torch.rand(1).item(), np.random.rand(), random.random()
+
+    assert draws(step=True) == draws(step=False)
+
+
+@pytest.mark.parametrize("opts, message", [
+    (["DATALOADER.SAMPLER_TRAIN", "RepeatFactorTrainingSampler"],
+     "DATALOADER.SAMPLER_TRAIN = 'RepeatFactorTrainingSampler': only 'TrainingSampler' is "
+     "supported"),
+    (["DATASETS.TRAIN", "('no_images',)"], "DATASETS.TRAIN: dataset 'no_images' has no images"),
+    (["DATASETS.TRAIN", "('crowds_only',)"],
+     "DATASETS.TRAIN ['crowds_only']: no image has a non-crowd box to train on"),
+])
+def test_training_data_that_cannot_train_is_named(opts, message):
+    for name, dicts in (("no_images", []), ("crowds_only", [{
+            "file_name": "x.png", "image_id": 1, "height": 32, "width": 32, "annotations": [{
+                "bbox": [1, 1, 9, 9], "bbox_mode": BoxMode.XYXY_ABS, "category_id": 0,
+                "iscrowd": 1}]}])):
+        forget_dataset(name)
+        DatasetCatalog.register(name, lambda dicts=dicts: dicts)
+        MetadataCatalog.get(name).set(thing_classes=list(CLASSES))
+    with pytest.raises(DatasetError) as raised:
+        build_train_loader(load_config(str(SYNTHETIC_DA), ["DATALOADER.NUM_WORKERS", "0", *opts]))
+    assert str(raised.value) == message
 
 
 @settings(max_examples=100, deadline=None, derandomize=True)
