@@ -444,6 +444,19 @@ def test_predictor_refuses_a_checkpoint_missing_weights_that_inference_uses(tmp_
         "image_classifiers", "instance_classifier"}
 
 
+def test_predictor_loads_the_checkpoint_it_is_given_over_the_configs(tmp_path):
+    from da_detect.engine.predictor import Predictor
+
+    given, configured = (untrained_weights(tmp_path / f"{name}.pth", SYNTHETIC_FPN)
+                         for name in ("given", "configured"))  # two random initializations
+    cfg = load_config(str(SYNTHETIC_FPN), ["MODEL.WEIGHTS", str(configured)])
+    loaded = Predictor(cfg, given).model.state_dict()
+    for name, weights in torch.load(given)["model"].items():
+        assert torch.equal(loaded[name], weights), name
+    scores = "roi_heads.box_predictor.cls_score.weight"
+    assert not torch.equal(loaded[scores], torch.load(configured)["model"][scores])
+
+
 def test_unsafe_weights_give_one_error_line(tmp_path):
     # the model's own weights, beside an object that only a full unpickling rebuilds
     weights = untrained_weights(tmp_path / "weights.pth", SYNTHETIC_FPN, args=argparse.Namespace())
