@@ -234,10 +234,12 @@ def test_concurrent_writers_of_one_file_never_show_a_reader_part_of_one(tmp_path
     assert [p.name for p in tmp_path.iterdir()] == ["results.json"]
 
 
-def test_non_finite_loss_stops_before_the_weights_take_it(tmp_path):
+@pytest.mark.parametrize("amp", [False, True])  # the CPU's mixed precision: its own step
+def test_non_finite_loss_stops_before_the_weights_take_it(tmp_path, amp):
     cfg = load_config(str(SYNTHETIC_FPN), [
         "SOLVER.MAX_ITER", "8", "SOLVER.CHECKPOINT_PERIOD", "2", "DATALOADER.NUM_WORKERS", "0",
-        "DATASETS.TEST", "()", "WANDB.ENABLED", "False", "OUTPUT_DIR", str(tmp_path)])
+        "DATASETS.TEST", "()", "WANDB.ENABLED", "False", "SOLVER.AMP.ENABLED", str(amp),
+        "OUTPUT_DIR", str(tmp_path)])
     trainer = DATrainer(cfg)
     trainer.resume_or_load(resume=False)
     model, forward, calls = trainer.model, trainer.model.forward, itertools.count()
