@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from conftest import REPO, SHORT_RUN, SMALL_IMAGES, SYNTHETIC_DA, run_train_net_here
+from da_detect.data import worker_processes
 from da_detect.data.worker_processes import (WorkerEndedError, batches, forks_can_deadlock,
                                              start_workers_safely)
 
@@ -147,6 +148,37 @@ def test_a_worker_that_ends_while_it_reads_is_named_with_how_it_ended(end, how):
         list(batches(loader))
     pid = int(str(ended.value).split("(pid ")[1].split(")")[0])
     assert pid != os.getpid() and str(ended.value) == f"a data loader worker (pid {pid}) {how}"
+
+
+class RaisesInItsWorker(torch.utils.data.Dataset):
+    def __len__(self):
+        return 1
+
+    def __getitem__(self, index):
+        raise RuntimeError("a mapper's own error")
+
+
+def test_an_error_raised_in_a_worker_that_goes_on_is_raised_as_it_is():
+    loader = start_workers_safely(torch.utils.data.DataLoader(
+        RaisesInItsWorker(), batch_size=None, num_workers=1))
+    with pytest.raises(RuntimeError, match="a mapper's own error") as raised:
+        list(batches(loader))
+    assert not isinstance(raised.value, WorkerEndedError)
+
+
+@pytest.mark.parametrize("gone", [ProcessLookupError, PermissionError])
+def test_a_worker_exits_once_the_pid_it_watches_is_gone_or_another_users(monkeypatch, gone):
+    def kill(pid, signal_number):
+        raise gone()
+
+    def exit_(status):
+        raise SystemExit(status)
+
+    monkeypatch.setattr(worker_processes.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(worker_processes.os, "kill", kill)
+    monkeypatch.setattr(worker_processes.os, "_exit", exit_)
+    with pytest.raises(SystemExit):
+        worker_processes._exit_once_ended(12345)
 
 
 def killing_mapper(cfg, role):
