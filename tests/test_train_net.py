@@ -488,10 +488,13 @@ def test_adapting_to_an_image_folder_then_comparing_splits(trained, tmp_path):
     common = ["DATASETS.IMAGE_FOLDER_DOMAINS", f"[['my_target_images', '{folder}']]",
               *SMALL_IMAGES, "DATALOADER.NUM_WORKERS", "0", "WANDB.ENABLED", "False",
               "OUTPUT_DIR", tmp_path / "adapted"]
-    run_train_net_here("--config-file", config, *common, "MODEL.WEIGHTS",
+    trained_files = sorted(out.iterdir())
+    # --resume, as the benchmark starts its runs: a new folder's run starts from MODEL.WEIGHTS
+    run_train_net_here("--config-file", config, "--resume", *common, "MODEL.WEIGHTS",
                        out / "model_final.pth", "SOLVER.MAX_ITER", "4", "DATASETS.TEST", "()")
     log = (tmp_path / "adapted" / "log.txt").read_text()
     assert "6 target images, 2 per step" in log
+    assert sorted(out.iterdir()) == trained_files  # the model it started from, left as it was
     (clean, foggy), domains = first_images(10, tmp_path, "synthetic_clean_val",
                                            "synthetic_foggy_val")
     run_train_net_here("--config-file", config, "--eval-only", *common, *domains,

@@ -86,11 +86,12 @@ def keep_finished_model(cfg, trainer):
     """A finished run resumed to train on (SOLVER.MAX_ITER raised) ends by replacing its
     model_final.pth and its final evaluation's predictions: they are kept under timestamped names
     first (the model as a second name of the same file: --resume still finds it)."""
-    loaded = trainer.checkpointer.loaded
-    if (not comm.is_main_process() or os.path.basename(loaded or "") != "model_final.pth"
+    checkpointer = trainer.checkpointer  # resuming: loaded from OUTPUT_DIR, not MODEL.WEIGHTS
+    if (not comm.is_main_process() or not checkpointer.resuming
+            or os.path.basename(checkpointer.loaded) != "model_final.pth"
             or trainer.start_iter >= trainer.max_iter):
         return
-    kept = keep_earlier(loaded, link=True)
+    kept = keep_earlier(checkpointer.loaded, link=True)
     keep_earlier_predictions(cfg)
     logging.getLogger("da_detect").warning(
         f"the finished run in {cfg.OUTPUT_DIR} trains on to SOLVER.MAX_ITER = {trainer.max_iter}: "
