@@ -320,6 +320,18 @@ def test_a_bad_image_in_one_process_s_part_of_an_evaluation_stops_every_process(
     assert not (tmp_path / "eval" / "results.json").exists()
 
 
+def test_a_bad_image_past_the_end_of_the_shorter_part_stops_every_process(tmp_path):
+    # 5 images: process 0 evaluates 3 (its third the empty file), process 1 evaluates 2 and
+    # joins process 0's third check with none
+    domain, bad = coco_split_with_bad_images(tmp_path / "coco", order=(0, 0, 1, 0, 0))
+    error = error_line_of_two_processes(
+        "tools/train_net.py", "--config-file", SYNTHETIC_FPN, "--eval-only", *domain,
+        "MODEL.WEIGHTS", untrained_weights(tmp_path / "w.pth", SYNTHETIC_FPN),
+        "DATASETS.TEST", "('with_bad',)", "DATALOADER.NUM_WORKERS", "0",
+        "WANDB.ENABLED", "False", "OUTPUT_DIR", tmp_path / "eval")
+    assert error.startswith(f"error: process 0: {bad[0]}: unreadable image ("), error
+
+
 def test_a_checkpoint_process_0_cannot_write_stops_every_process(tmp_path):
     (tmp_path / "model_0000001.pth").mkdir()  # in the way of the second checkpoint
     (val,), domain = first_images(4, tmp_path, "synthetic_clean_val")
