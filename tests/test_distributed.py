@@ -1,14 +1,45 @@
 """Two CPU processes started by torchrun train together (gloo): synchronized, checkpoints written
 once, and a resumed run goes on as the uninterrupted one; a file that one machine lacks stops
-both."""
+both; processes on two machines each know their machine's own."""
+import os
 import shutil
+import socket
+import subprocess
+import sys
 
 import pytest
 import torch
 from PIL import Image
 
-from conftest import (SMALL_IMAGES, SYNTHETIC_DA, error_line_of_two_processes,
+from conftest import (REPO, SMALL_IMAGES, SYNTHETIC_DA, error_line_of_two_processes,
                       run_in_two_processes, untrained_weights)
+
+
+# One process of several machines joining the process group, as torchrun starts each (RANK,
+# WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT); prints what detectron2's
+# comm sees.
+MACHINE_PROCESS = """
+from da_detect.engine.launch import torchrun_process_group
+from detectron2.utils import comm
+with torchrun_process_group():
+    print(comm.get_rank(), comm.get_local_rank(), comm.get_local_size(), flush=True)
+"""
+
+
+def test_each_of_two_machines_of_one_process_is_its_own_local_group():
+    """As ``torchrun --nnodes 2 --nproc_per_node 1`` starts them: comm's local rank and size
+    (each machine's own processes) are not the whole group's."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    machines = [subprocess.Popen(
+        [sys.executable, "-c", MACHINE_PROCESS], stdout=subprocess.PIPE, text=True, cwd=REPO,
+        env={**os.environ, "RANK": str(rank), "WORLD_SIZE": "2", "LOCAL_RANK": "0",
+             "LOCAL_WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
+             "OMP_NUM_THREADS": "1"}) for rank in (0, 1)]
+    outputs = [machine.communicate(timeout=120)[0].split() for machine in machines]
+    assert [machine.returncode for machine in machines] == [0, 0]
+    assert outputs == [["0", "0", "1"], ["1", "0", "1"]]  # rank, local rank, local size
 
 
 def torchrun(output_dir, *opts):
