@@ -306,15 +306,21 @@ def test_a_bad_image_in_one_process_s_share_of_a_step_stops_every_process(tmp_pa
     assert not (tmp_path / "train" / "model_final.pth").exists()
 
 
-def test_a_bad_image_in_one_process_s_part_of_an_evaluation_stops_every_process(tmp_path):
-    # process 0 evaluates images 0-2, process 1 images 3-5: the first images the processes check
-    # together are 0 (good) and 3 (truncated)
-    domain, bad = coco_split_with_bad_images(tmp_path / "coco")
-    error = error_line_of_two_processes(
+def two_process_evaluation_error(domain, tmp_path):
+    """The error line of an --eval-only run in two processes on the split 'with_bad' (its
+    ``domain`` options) of :func:`coco_split_with_bad_images`, into tmp_path/eval."""
+    return error_line_of_two_processes(
         "tools/train_net.py", "--config-file", SYNTHETIC_FPN, "--eval-only", *domain,
         "MODEL.WEIGHTS", untrained_weights(tmp_path / "w.pth", SYNTHETIC_FPN),
         "DATASETS.TEST", "('with_bad',)", "DATALOADER.NUM_WORKERS", "0",
         "WANDB.ENABLED", "False", "OUTPUT_DIR", tmp_path / "eval")
+
+
+def test_a_bad_image_in_one_process_s_part_of_an_evaluation_stops_every_process(tmp_path):
+    # process 0 evaluates images 0-2, process 1 images 3-5: the first images the processes check
+    # together are 0 (good) and 3 (truncated)
+    domain, bad = coco_split_with_bad_images(tmp_path / "coco")
+    error = two_process_evaluation_error(domain, tmp_path)
     assert error.startswith(f"error: process 1: {bad[2]}: unreadable image ("), error
     assert "process 0" not in error
     assert not (tmp_path / "eval" / "results.json").exists()
@@ -324,11 +330,7 @@ def test_a_bad_image_past_the_end_of_the_shorter_part_stops_every_process(tmp_pa
     # 5 images: process 0 evaluates 3 (its third the empty file), process 1 evaluates 2 and
     # joins process 0's third check with none
     domain, bad = coco_split_with_bad_images(tmp_path / "coco", order=(0, 0, 1, 0, 0))
-    error = error_line_of_two_processes(
-        "tools/train_net.py", "--config-file", SYNTHETIC_FPN, "--eval-only", *domain,
-        "MODEL.WEIGHTS", untrained_weights(tmp_path / "w.pth", SYNTHETIC_FPN),
-        "DATASETS.TEST", "('with_bad',)", "DATALOADER.NUM_WORKERS", "0",
-        "WANDB.ENABLED", "False", "OUTPUT_DIR", tmp_path / "eval")
+    error = two_process_evaluation_error(domain, tmp_path)
     assert error.startswith(f"error: process 0: {bad[0]}: unreadable image ("), error
 
 
