@@ -68,12 +68,14 @@ def setup(args):
 def write_resumed_config(cfg):
     """config.yaml of a resumed run, once its checkpoint has loaded: where it runs with other
     values than the run's config.yaml, the earlier one is kept under its time, with a warning."""
-    config_yaml = Path(cfg.OUTPUT_DIR, "config.yaml")
-    now = cfg.dump()
-    if not comm.is_main_process() or (config_yaml.is_file() and config_yaml.read_text() == now):
+    if not comm.is_main_process():
         return
-    if config_yaml.is_file():
-        changed = config_differences(config_yaml.read_text(), now)
+    config_yaml = Path(cfg.OUTPUT_DIR, "config.yaml")
+    before, now = config_yaml.read_text() if config_yaml.is_file() else None, cfg.dump()
+    if before == now:
+        return
+    if before is not None:
+        changed = config_differences(before, now)
         kept = keep_earlier(config_yaml)
         logging.getLogger("da_detect").warning(
             f"--resume with other values than the run's config.yaml: {'; '.join(changed)}. The "
