@@ -139,8 +139,7 @@ class DACheckpointer(DetectionCheckpointer):
                   if not isinstance(v, (torch.Tensor, np.ndarray))]
         if nested:
             raise CheckpointError(f"{filename}: holds no dict of weights at its top level or "
-                                  f"under 'model' (not tensors: {', '.join(map(str, nested[:3]))}"
-                                  f"{', ...' if len(nested) > 3 else ''})")
+                                  f"under 'model' (not tensors: {_first_three(nested)})")
         return checkpoint
 
     def require_inference_weights(self):
@@ -152,8 +151,7 @@ class DACheckpointer(DetectionCheckpointer):
         if used:
             raise CheckpointError(
                 f"{self.loaded}: not a checkpoint of this model: it gives no weights for "
-                f"{len(used)} of the tensors inference uses: {', '.join(used[:3])}"
-                f"{', ...' if len(used) > 3 else ''}")
+                f"{len(used)} of the tensors inference uses: {_first_three(used)}")
 
     def require_some_weights(self):
         """Raise a :class:`CheckpointError` naming the checkpoint last loaded where it gave none
@@ -169,20 +167,20 @@ class DACheckpointer(DetectionCheckpointer):
         (absent, or of another shape) are kept in ``missing_weights``."""
         incompatible = super()._load_model(checkpoint)
         self.missing_weights = list(incompatible.missing_keys)
-        if self.resuming and (incompatible.missing_keys or incompatible.unexpected_keys):
-            lacks, extra = incompatible.missing_keys, incompatible.unexpected_keys
+        other = [f"{what} {len(names)} weights: {_first_three(names)}"
+                 for what, names in (("it lacks", incompatible.missing_keys),
+                                     ("it holds, and this model lacks,",
+                                      incompatible.unexpected_keys)) if names]
+        if self.resuming and other:
             raise CheckpointError(
                 f"{self.loaded}: --resume goes on with the run in {self.save_dir}, but this "
-                f"checkpoint is of another model than the config's: "
-                f"{_some(lacks, 'it lacks')}{'; ' if lacks and extra else ''}"
-                f"{_some(extra, 'it holds, and this model lacks,')}. Set another OUTPUT_DIR, or "
-                f"start from its weights with MODEL.WEIGHTS {self.loaded} (without --resume)")
+                f"checkpoint is of another model than the config's: {'; '.join(other)}. Set "
+                f"another OUTPUT_DIR, or start from its weights with MODEL.WEIGHTS {self.loaded} "
+                f"(without --resume)")
         return incompatible
 
 
-def _some(names, what):
-    """``"WHAT N weights: a, b, c, ..."``, or "" for no names."""
-    if not names:
-        return ""
-    return f"{what} {len(names)} weights: {', '.join(names[:3])}{', ...' if len(names) > 3 else ''}"
+def _first_three(names):
+    """``"a, b, c, ..."``: the first three of ``names``, and "..." where there are more."""
+    return ", ".join(map(str, names[:3])) + (", ..." if len(names) > 3 else "")
 
