@@ -69,8 +69,10 @@ def test_annotations_lie_inside_their_images(domain, tmp_path):
         assert pixels.shape == (im["height"], im["width"], 3)
 
 
-def test_objects_mostly_hidden_by_nearer_ones_are_left_unannotated(monkeypatch):
-    drawn = []  # each object's whole silhouette, in drawing order (far to near)
+def recorded_silhouettes(monkeypatch):
+    """A list that every object drawn from here on appends its whole silhouette to (an HxW
+    bool mask), in drawing order: far to near."""
+    drawn = []
 
     def recording(draw):
         def draw_and_record(rng, image, mask, *args):
@@ -79,6 +81,11 @@ def test_objects_mostly_hidden_by_nearer_ones_are_left_unannotated(monkeypatch):
         return draw_and_record
 
     monkeypatch.setattr(synthetic, "_DRAW", {c: recording(d) for c, d in synthetic._DRAW.items()})
+    return drawn
+
+
+def test_objects_mostly_hidden_by_nearer_ones_are_left_unannotated(monkeypatch):
+    drawn = recorded_silhouettes(monkeypatch)
     hidden = 0
     for index in range(40):
         drawn.clear()
@@ -136,20 +143,13 @@ def test_photoreal_keeps_the_scene_and_changes_the_camera():
 def test_each_object_lies_at_one_distance_nearer_than_the_sky(monkeypatch):
     """The fog veils an object by the distance of its feet, all of it: not by the depth of the
     ground or sky its pixels cover."""
-    drawn, depths = [], []
-
-    def recording(draw):
-        def draw_and_record(rng, image, mask, *args):
-            draw(rng, image, mask, *args)
-            drawn.append(mask > 0)
-        return draw_and_record
+    drawn, depths = recorded_silhouettes(monkeypatch), []
 
     def render_style(rng, image, depth, style):
         depths.append(depth.copy())
         return style_of(rng, image, depth, style)
 
     style_of = synthetic.render_style
-    monkeypatch.setattr(synthetic, "_DRAW", {c: recording(d) for c, d in synthetic._DRAW.items()})
     monkeypatch.setattr(synthetic, "render_style", render_style)
     render("foggy", "val", 3)
     nearest = drawn[-1]  # drawn last, over the others: all of it visible
